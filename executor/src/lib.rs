@@ -2,3 +2,6 @@
 //! audit. See `ARCHITECTURE.md` for a task's path through these modules.
 
 pub mod client;
+pub mod launch;
+pub mod seccomp_profile;
+pub mod sys;

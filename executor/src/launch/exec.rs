@@ -1,0 +1,73 @@
+//! Step 7 (open) and 11 (exec): the program is opened before the sandbox
+//! closes, and exactly that file is executed with `execveat(AT_EMPTY_PATH)`.
+//! The exec still passes every check of the new credentials and Landlock
+//! domain (the kernel re-opens the file for exec), so opening early grants
+//! nothing. Argument and environment strings are built beforehand.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+
+use super::plan::LaunchPlan;
+use super::{sys, LaunchError};
+
+/// The opened program and its exec arguments.
+pub struct Program {
+    fd: OwnedFd,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+fn cstring(step: &str, s: String) -> Result<CString, LaunchError> {
+    CString::new(s).map_err(|_| LaunchError::Check {
+        step: step.to_string(),
+        detail: "contains a NUL byte".into(),
+    })
+}
+
+impl Program {
+    /// Opens the program (`O_PATH`) and builds argv and envp.
+    pub fn open(plan: &LaunchPlan) -> Result<Self, LaunchError> {
+        let fd = open(
+            &plan.program,
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys(format!("open program {}", plan.program.display())))?;
+        let argv = plan
+            .argv
+            .iter()
+            .map(|a| cstring("argv", a.clone()))
+            .collect::<Result<_, _>>()?;
+        let envp = plan
+            .env
+            .iter()
+            .map(|(k, v)| cstring("env", format!("{k}={v}")))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { fd, argv, envp })
+    }
+
+    /// Executes the program; returns only the error.
+    pub fn exec(self) -> LaunchError {
+        let errno = crate::sys::execveat_fd(self.fd.as_fd(), &self.argv, &self.envp);
+        LaunchError::Sys {
+            step: "exec program".into(),
+            source: errno,
+        }
+    }
+}
+
+/// Changes into the scratch dir and checks the cwd is where we expect.
+pub fn enter_scratch(plan: &LaunchPlan) -> Result<(), LaunchError> {
+    nix::unistd::chdir(&plan.scratch).map_err(sys("chdir to scratch"))?;
+    let cwd = nix::unistd::getcwd().map_err(sys("getcwd"))?;
+    if cwd != plan.scratch {
+        return Err(LaunchError::Check {
+            step: "chdir to scratch".into(),
+            detail: format!("cwd is {}", cwd.display()),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! Step 1: file descriptors, environment and signals.
+//!
+//! The supervisor spawns the launcher with stdio and the plan socket only
+//! (everything else it holds is `O_CLOEXEC`), but the launcher does not rely
+//! on that: it closes every fd above 3 with `close_range(2)`, marks the plan
+//! socket close-on-exec so the program never inherits it, resets every signal
+//! disposition and unblocks all signals.
+
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+
+use super::plan::PLAN_FD;
+use super::{sys, LaunchError};
+
+/// Takes ownership of the plan socket at fd 3.
+pub fn take_plan_socket() -> UnixStream {
+    // SAFETY: the supervisor always passes the plan socket as fd 3, and
+    // nothing else in the launcher refers to that fd. If fd 3 is not a
+    // socket, the first read fails and the launcher exits 127.
+    unsafe { crate::sys::adopt_unix_stream(PLAN_FD) }
+}
+
+/// Closes inherited fds, marks the plan socket CLOEXEC, resets signals.
+pub fn sanitize() -> Result<(), LaunchError> {
+    crate::sys::close_fds_from(PLAN_FD as u32 + 1).map_err(sys("close inherited fds"))?;
+    crate::sys::set_cloexec(PLAN_FD).map_err(sys("cloexec plan socket"))?;
+    crate::sys::reset_signal_dispositions();
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(sys("reset signal mask"))?;
+    Ok(())
+}
+
+/// Points fds 0-2 at /dev/null (the waiter's copies of the task's pipes).
+pub fn close_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            let _ = crate::sys::dup_onto(null.as_fd(), fd);
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The per-task launcher, `airlock-launch`: a small single-threaded program
+//! the supervisor execs for every task. It reads a [`plan::LaunchPlan`] from
+//! fd 3, builds the sandbox in the order below, and execs the program.
+//!
+//! Why a separate program: after `fork` in the multithreaded supervisor the
+//! child must not allocate or take locks, and std runs `pre_exec` after the
+//! uid switch. Here there is one thread, so ordinary Rust is safe.
+//!
+//! Processes: the launcher (the *waiter*) unshares the namespaces and forks
+//! the task's *init*, pid 1 of a new pid namespace, which sets up the rest and
+//! execs the program. The waiter stays outside the sandbox, turns SIGTERM
+//! from the supervisor into SIGKILL of the init (which kills every process of
+//! the namespace, double-forked daemons included), and reports the exit.
+//!
+//! `docs/launcher.md` mirrors [`run`]'s steps.
+//!
+//! Test strategy: every step is observed from inside a real task by the
+//! escape tests in `tests/suite`, each of which fails when its layer is
+//! removed.
+
+pub mod caps;
+pub mod exec;
+pub mod fds;
+pub mod ids;
+pub mod landlock;
+pub mod mounts;
+pub mod namespaces;
+pub mod plan;
+pub mod rlimits;
+pub mod seccomp;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use plan::{LaunchPlan, Report, MAX_PLAN_BYTES};
+
+/// Errors of one launch step; the report names the step and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// A system call failed.
+    #[error("{step}")]
+    Sys {
+        /// The step.
+        step: String,
+        /// The errno.
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// An I/O operation failed.
+    #[error("{step}")]
+    Io {
+        /// The step.
+        step: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A check after a step found the sandbox weaker than planned.
+    #[error("{step}: {detail}")]
+    Check {
+        /// The step.
+        step: String,
+        /// What was found.
+        detail: String,
+    },
+    /// Landlock refused the ruleset.
+    #[error("{step}")]
+    Landlock {
+        /// The step.
+        step: String,
+        /// The cause.
+        #[source]
+        source: ::landlock::RulesetError,
+    },
+    /// seccomp refused the filter.
+    #[error("{step}")]
+    Seccomp {
+        /// The step.
+        step: String,
+        /// The cause.
+        #[source]
+        source: seccompiler::Error,
+    },
+}
+
+impl LaunchError {
+    /// The step that failed.
+    pub fn step(&self) -> &str {
+        match self {
+            Self::Sys { step, .. }
+            | Self::Io { step, .. }
+            | Self::Check { step, .. }
+            | Self::Landlock { step, .. }
+            | Self::Seccomp { step, .. } => step,
+        }
+    }
+}
+
+/// `map_err` helper: an errno from the named step.
+pub(crate) fn sys(step: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> LaunchError {
+    let step = step.into();
+    move |source| LaunchError::Sys { step, source }
+}
+
+/// `map_err` helper: an I/O error from the named step.
+pub(crate) fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError {
+    let step = step.into();
+    move |source| LaunchError::Io { step, source }
+}
+
+/// The launcher's entry point. Never returns: it execs the task, or reports
+/// and exits 127.
+pub fn main() -> ! {
+    let mut channel = fds::take_plan_socket();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let plan = read_plan(&mut channel)?;
+        run(&plan, &mut channel)
+    }));
+    let report = match outcome {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(err)) => Report::Failed {
+            step: err.step().to_string(),
+            error: error_chain(&err),
+        },
+        Err(_) => Report::Failed {
+            step: "launcher".into(),
+            error: "the launcher panicked".into(),
+        },
+    };
+    send(&mut channel, &report);
+    std::process::exit(127)
+}
+
+/// The sandbox, step by step, in the order the kernel needs them.
+fn run(
+    plan: &LaunchPlan,
+    channel: &mut UnixStream,
+) -> Result<std::convert::Infallible, LaunchError> {
+    // 1. Nothing of the supervisor's may reach the task: close every fd but
+    //    stdio and the plan socket, reset signal dispositions and mask.
+    fds::sanitize()?;
+    // 2. A new session, so the task has no controlling terminal and the
+    //    supervisor's process group signals do not reach it.
+    nix::unistd::setsid().map_err(sys("setsid"))?;
+    // 3. New mount, ipc, uts and pid namespaces (and the empty network
+    //    namespace when the task has none). The pid namespace applies to
+    //    our next child, which becomes its init.
+    namespaces::enter(plan)?;
+    let waiter = crate::sys::pidfd_open(nix::unistd::getpid().as_raw())
+        .map_err(sys("pidfd of the launcher"))?;
+    match fork_child()? {
+        ForkResult::Parent { child } => {
+            drop(waiter);
+            wait_for_init(child, channel)
+        }
+        ForkResult::Child => init(plan, waiter, channel),
+    }
+}
+
+/// The task's init (pid 1 of its namespace): everything that must happen
+/// inside the namespaces, then the exec.
+fn init(
+    plan: &LaunchPlan,
+    waiter: std::os::fd::OwnedFd,
+    channel: &mut UnixStream,
+) -> Result<std::convert::Infallible, LaunchError> {
+    // 4. Die with the waiter: if it is killed, nothing of the task survives.
+    //    The waiter is single-threaded, so bubblewrap#692 does not apply.
+    namespaces::die_with_parent(waiter)?;
+    // 5. Private mounts: /tmp and /dev/shm tmpfs, the scratch dir noexec,
+    //    a fresh /proc of this pid namespace.
+    mounts::setup(plan)?;
+    // 6. rlimits while still root (lowering needs no privilege, but NPROC
+    //    must be in place before the uid switch is counted).
+    rlimits::apply(&plan.rlimits)?;
+    // 7. Open everything Landlock and exec need while we can still see it,
+    //    and build the ruleset. seccomp programs were compiled by the
+    //    supervisor.
+    let ruleset = landlock::prepare(plan)?;
+    let program = exec::Program::open(plan)?;
+    // 8. Drop every capability (bounding set while CAP_SETPCAP is held),
+    //    then groups, gid, uid; check every set is empty.
+    caps::drop_all()?;
+    ids::switch(plan.uid)?;
+    caps::assert_none()?;
+    // 9. no_new_privs, then Landlock, which must follow every mount.
+    let mut layers = vec![
+        "pid-ns",
+        "mount-ns",
+        "ipc-ns",
+        "uts-ns",
+        "net-ns",
+        "uid",
+        "rlimits",
+        "caps",
+        "no-new-privs",
+    ];
+    if matches!(plan.network, plan::NetPlan::Host { .. }) {
+        layers.retain(|l| *l != "net-ns");
+    }
+    layers.extend(landlock::enforce(ruleset, plan.landlock_abi)?);
+    exec::enter_scratch(plan)?;
+    // 10. seccomp last: from here on only the allowlisted syscalls work.
+    seccomp::install(&plan.seccomp)?;
+    layers.push("seccomp");
+    // 11. Tell the supervisor, then exec exactly the opened file.
+    send(
+        channel,
+        &Report::Ready {
+            layers: layers.iter().map(|l| l.to_string()).collect(),
+            landlock_abi: plan.landlock_abi,
+        },
+    );
+    Err(program.exec())
+}
+
+fn fork_child() -> Result<ForkResult, LaunchError> {
+    // SAFETY: the launcher has exactly one thread (it is a fresh exec and
+    // starts none), so the child may do anything after fork.
+    unsafe { fork() }.map_err(sys("fork the task's init"))
+}
+
+/// The waiter: forwards cancellation, reaps the init, reports how it ended.
+fn wait_for_init(
+    child: Pid,
+    channel: &mut UnixStream,
+) -> Result<std::convert::Infallible, LaunchError> {
+    crate::sys::forward_termination_to(child.as_raw()).map_err(sys("forward signals"))?;
+    // The task's stdio belongs to the task: drop our copies so the
+    // supervisor sees EOF when the last task process is gone.
+    fds::close_stdio();
+    let report = loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                break Report::Exited {
+                    code: Some(code),
+                    signal: None,
+                }
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                break Report::Exited {
+                    code: None,
+                    signal: Some(sig as i32),
+                }
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(err) => return Err(sys("wait for the task's init")(err)),
+        }
+    };
+    send(channel, &report);
+    std::process::exit(0)
+}
+
+fn read_plan(channel: &mut UnixStream) -> Result<LaunchPlan, LaunchError> {
+    let mut len = [0u8; 4];
+    channel
+        .read_exact(&mut len)
+        .map_err(io("read plan length"))?;
+    let len = u32::from_le_bytes(len);
+    if len > MAX_PLAN_BYTES {
+        return Err(LaunchError::Check {
+            step: "read plan".into(),
+            detail: format!("plan of {len} bytes is larger than {MAX_PLAN_BYTES}"),
+        });
+    }
+    let mut buf = vec![0u8; len as usize];
+    channel.read_exact(&mut buf).map_err(io("read plan"))?;
+    serde_json::from_slice(&buf).map_err(|err| LaunchError::Check {
+        step: "parse plan".into(),
+        detail: err.to_string(),
+    })
+}
+
+/// Writes one report line. A failed write means the supervisor is gone; the
+/// launcher carries on, and the task dies with its waiter's socket peer.
+fn send(channel: &mut UnixStream, report: &Report) {
+    if let Ok(mut line) = serde_json::to_vec(report) {
+        line.push(b'\n');
+        let _ = channel.write_all(&line);
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

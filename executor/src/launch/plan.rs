@@ -1,0 +1,130 @@
+//! The launch plan: everything the launcher needs to start one task, decided
+//! by the supervisor and sent over the inherited socket (fd 3), never argv,
+//! which every process can read in `/proc/*/cmdline`.
+//!
+//! The launcher answers on the same socket with [`Report`]s, one JSON line
+//! each: `Ready` just before the exec (or `Failed` instead), then `Exited`
+//! from the waiter once the task's init has ended.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The inherited socket's fd number in the launcher.
+pub const PLAN_FD: i32 = 3;
+
+/// Largest plan the launcher reads (arguments and env are bounded far below).
+pub const MAX_PLAN_BYTES: u32 = 16 << 20;
+
+/// One task's sandbox, fully decided.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchPlan {
+    /// The task id, for the hostname and error reports.
+    pub task_id: String,
+    /// The per-task uid from the policy's pool; the gid is the same number.
+    pub uid: u32,
+    /// The task's scratch dir: cwd, `HOME`, and the only persistent writable
+    /// place. Created by the supervisor, 0700 and owned by `uid`.
+    pub scratch: PathBuf,
+    /// The program to exec; must also be in `executables`.
+    pub program: PathBuf,
+    /// Full argv, argv[0] included.
+    pub argv: Vec<String>,
+    /// The whole environment of the task.
+    pub env: Vec<(String, String)>,
+    /// Paths the task may read and list (Landlock READ_FILE|READ_DIR).
+    pub read_only: Vec<PathBuf>,
+    /// Files the task may execute: allowlisted programs and the interpreters
+    /// they need (Landlock READ_FILE|EXECUTE).
+    pub executables: Vec<PathBuf>,
+    /// Network mode.
+    pub network: NetPlan,
+    /// Resource limits, set while still root.
+    pub rlimits: Rlimits,
+    /// Size of the private tmpfs on /tmp and on /dev/shm.
+    pub tmp_bytes: u64,
+    /// The Landlock ABI to build the ruleset for (probed by the supervisor,
+    /// which refused to start if a required feature is missing).
+    pub landlock_abi: i32,
+    /// Compiled seccomp programs, installed in order, each instruction packed
+    /// by [`pack_bpf`]. The strictest verdict of all of them wins.
+    pub seccomp: Vec<Vec<u64>>,
+}
+
+/// Whether the task shares the worker's network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum NetPlan {
+    /// Host network; Landlock allows TCP connect only to these ports and no
+    /// TCP bind.
+    Host {
+        /// Ports the task may connect to.
+        connect_tcp: Vec<u16>,
+    },
+    /// Join this pre-made empty network namespace (only a down loopback).
+    None {
+        /// A path that opens the namespace, e.g. `/proc/PID/fd/N`.
+        netns: PathBuf,
+    },
+}
+
+/// Resource limits applied with `setrlimit` (soft = hard, except CPU).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Rlimits {
+    /// RLIMIT_AS.
+    pub memory_bytes: u64,
+    /// RLIMIT_NPROC, per uid: with a per-task uid it covers just this task.
+    pub processes: u64,
+    /// RLIMIT_NOFILE.
+    pub open_files: u64,
+    /// RLIMIT_FSIZE.
+    pub file_size_bytes: u64,
+    /// RLIMIT_CPU soft limit (SIGXCPU); the hard limit is one second more.
+    pub cpu_seconds: u64,
+}
+
+/// What the launcher tells the supervisor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Report {
+    /// Every layer is in place; the next step is the exec.
+    Ready {
+        /// Layers applied, in order.
+        layers: Vec<String>,
+        /// The Landlock ABI enforced.
+        landlock_abi: i32,
+    },
+    /// A setup step failed; the program was not executed.
+    Failed {
+        /// The step, e.g. "mount /proc".
+        step: String,
+        /// The error, for people.
+        error: String,
+    },
+    /// The task's init process ended.
+    Exited {
+        /// Exit code, when it exited.
+        code: Option<i32>,
+        /// Signal number, when it was killed.
+        signal: Option<i32>,
+    },
+}
+
+/// Packs a classic BPF instruction into a `u64` for the plan.
+pub fn pack_bpf(code: u16, jt: u8, jf: u8, k: u32) -> u64 {
+    (u64::from(code) << 48) | (u64::from(jt) << 40) | (u64::from(jf) << 32) | u64::from(k)
+}
+
+/// Inverse of [`pack_bpf`].
+pub fn unpack_bpf(v: u64) -> (u16, u8, u8, u32) {
+    ((v >> 48) as u16, (v >> 40) as u8, (v >> 32) as u8, v as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bpf_instruction_survives_packing() {
+        let ins = (0x15u16, 3u8, 250u8, 0xdead_beefu32);
+        assert_eq!(unpack_bpf(pack_bpf(ins.0, ins.1, ins.2, ins.3)), ins);
+    }
+}

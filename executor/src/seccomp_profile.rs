@@ -1,0 +1,72 @@
+//! The task seccomp profile: data in `resources/seccomp/x86_64.json`
+//! (a comment on every rule), compiled with seccompiler once at start-up.
+//!
+//! The file holds four filters, installed together; the kernel applies the
+//! strictest verdict of all:
+//! - `task`: the allowlist, default `EPERM`;
+//! - `clone3_enosys`: `clone3` answers `ENOSYS`, so glibc falls back to
+//!   `clone`, whose flags `task` can inspect (no new namespaces);
+//! - `sockets_host` / `sockets_none`: socket families, by network mode.
+
+use seccompiler::{BpfProgram, TargetArch};
+
+use crate::launch::plan::pack_bpf;
+
+/// The profile's source.
+pub const PROFILE_JSON: &str = include_str!("../resources/seccomp/x86_64.json");
+
+/// Compiled programs, packed for launch plans.
+#[derive(Debug, Clone)]
+pub struct SeccompPrograms {
+    /// Programs for tasks on the host network.
+    pub host_net: Vec<Vec<u64>>,
+    /// Programs for tasks without network.
+    pub no_net: Vec<Vec<u64>>,
+}
+
+/// Errors compiling the profile.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompProfileError {
+    /// seccompiler rejected the JSON.
+    #[error("compile seccomp profile")]
+    Compile(#[source] seccompiler::Error),
+    /// A filter the code needs is missing from the JSON.
+    #[error("seccomp profile has no filter named {0}")]
+    Missing(&'static str),
+}
+
+/// Compiles the profile for x86_64.
+pub fn compile() -> Result<SeccompPrograms, SeccompProfileError> {
+    let mut map = seccompiler::compile_from_json(PROFILE_JSON.as_bytes(), TargetArch::x86_64)
+        .map_err(SeccompProfileError::Compile)?;
+    let mut take = |name: &'static str| -> Result<Vec<u64>, SeccompProfileError> {
+        map.remove(name)
+            .map(|p| pack(&p))
+            .ok_or(SeccompProfileError::Missing(name))
+    };
+    let task = take("task")?;
+    let clone3 = take("clone3_enosys")?;
+    let host = take("sockets_host")?;
+    let none = take("sockets_none")?;
+    Ok(SeccompPrograms {
+        host_net: vec![task.clone(), clone3.clone(), host],
+        no_net: vec![task, clone3, none],
+    })
+}
+
+fn pack(program: &BpfProgram) -> Vec<u64> {
+    program
+        .iter()
+        .map(|i| pack_bpf(i.code, i.jt, i.jf, i.k))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn profile_compiles_with_every_filter() {
+        let programs = super::compile().unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(programs.host_net.len(), 3);
+        assert!(programs.no_net.iter().all(|p| !p.is_empty()));
+    }
+}

@@ -1,0 +1,153 @@
+//! The only module with `unsafe`: raw system calls that `nix`, `caps`,
+//! `landlock` and `seccompiler` do not wrap, all in one shape: the call, then
+//! [`check`] turning `-1` into the `errno`.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::errno::Errno;
+
+/// Maps a raw syscall return to `Result`, reading `errno` on `-1`.
+fn check(ret: libc::c_long) -> Result<libc::c_long, Errno> {
+    if ret == -1 {
+        Err(Errno::last())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// The kernel's Landlock ABI version, or 0 when Landlock is unavailable.
+pub fn landlock_abi() -> i32 {
+    // SAFETY: LANDLOCK_CREATE_RULESET_VERSION (1) with a null attr and size 0
+    // only returns the ABI version; no memory is read or written.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            1u32,
+        )
+    };
+    check(ret).map_or(0, |v| v as i32)
+}
+
+/// Closes every fd from `first` up.
+pub fn close_fds_from(first: u32) -> Result<(), Errno> {
+    // SAFETY: close_range only closes descriptors; the caller owns every fd
+    // at or above `first` (the launcher keeps nothing there).
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) }).map(drop)
+}
+
+/// Opens a pidfd for `pid` (pidfd_open(2)).
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd we own.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) })?;
+    // SAFETY: `fd` is a fresh descriptor returned by the kernel, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends `sig` through a pidfd (pidfd_send_signal(2)): race-free, the pid
+/// cannot have been reused.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
+    // SAFETY: null siginfo means "as kill(2)"; the fd is borrowed and valid.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    })
+    .map(drop)
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: executes exactly the file
+/// behind `fd`. Returns only on failure.
+pub fn execveat_fd(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> Errno {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    let empty = c"";
+    // SAFETY: both pointer arrays are NULL-terminated and point into
+    // CStrings that outlive the call; `fd` is a valid open descriptor.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            argv_ptrs.as_ptr(),
+            envp_ptrs.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    Errno::last()
+}
+
+/// The pid that [`forward_termination_to`]'s handler kills.
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn kill_forwarded(_sig: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe; `pid` is our unreaped child,
+        // so it cannot name a recycled process.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Makes SIGTERM, SIGINT and SIGHUP to this process SIGKILL `child` instead:
+/// the supervisor cancels a task by signalling its launcher, and `child` is
+/// the task's pid-namespace init, whose death kills the whole namespace.
+pub fn forward_termination_to(child: i32) -> Result<(), Errno> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    FORWARD_TO.store(child, Ordering::SeqCst);
+    let action = SigAction::new(
+        SigHandler::Handler(kill_forwarded),
+        SaFlags::SA_RESTART,
+        SigSet::all(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: the handler only loads an atomic and calls kill(2), both
+        // async-signal-safe.
+        unsafe { sigaction(sig, &action) }?;
+    }
+    Ok(())
+}
+
+/// Resets every catchable signal to its default disposition.
+pub fn reset_signal_dispositions() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+        let _ = unsafe { sigaction(sig, &default) };
+    }
+}
+
+/// Takes ownership of an inherited fd as a Unix stream socket.
+///
+/// # Safety
+/// `fd` must be open and owned by nobody else in this process.
+pub unsafe fn adopt_unix_stream(fd: RawFd) -> std::os::unix::net::UnixStream {
+    // SAFETY: the caller guarantees `fd` is open and unowned.
+    unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) }
+}
+
+/// `dup2(src, target)`: makes `target` (0-2 here) refer to `src`'s file.
+pub fn dup_onto(src: BorrowedFd<'_>, target: RawFd) -> Result<(), Errno> {
+    // SAFETY: dup2 on a valid fd; replacing `target` is what the caller wants
+    // and no Rust object owns the stdio fds it is used on.
+    check(unsafe { libc::dup2(src.as_raw_fd(), target) }.into()).map(drop)
+}
+
+/// Sets FD_CLOEXEC on a raw fd.
+pub fn set_cloexec(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: F_SETFD only changes the flags of `fd`, if it is open.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }.into()).map(drop)
+}
