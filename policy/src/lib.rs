@@ -1,2 +1,97 @@
-//! placeholder
+//! Airlock's policy: the per-cluster TOML file an operator writes, parsed
+//! and validated into typed values, and the pure functions that decide on
+//! task requests.
+//!
+//! Bytes or strings in, typed decisions out: this crate reads no files,
+//! clocks or environment (the executor reads the policy file and passes its
+//! text to [`Policy::parse`]).
+//!
+//! - [`Policy::parse`] reports every problem it finds, each with line,
+//!   column and dotted key ([`PolicyErrors`]).
+//! - [`validate_request`] checks a request's shape (sizes, character sets,
+//!   a normalized absolute program path, no reserved environment).
+//! - [`Policy::decide`] answers with a [`Decision`]: an [`Admission`] with
+//!   the effective limits, or a [`Denial`] whose reason names the rule or
+//!   setting that decided.
+//!
+//! # Test strategy
+//!
+//! Table-driven unit tests compare whole values: parsing a complete policy,
+//! the line, column and key of each kind of error, each decision and each
+//! request rule. `examples/policy.toml` is parsed in a test so that it stays
+//! valid.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod decide;
+mod model;
+mod parse;
+mod request;
+mod units;
+
+pub use decide::{Admission, Decision, Denial, TaskRequest};
+pub use model::{
+    ClusterMode, Layer, Limits, Network, NetworkMode, ParseLayerError, Policy, ProgramRule,
+    RequestedLimits, UidPool, DEFAULT_AUDIT_LOG,
+};
+pub use parse::{PolicyError, PolicyErrors};
+pub use request::{
+    validate_request, RequestError, RequestShape, MAX_ARGS, MAX_ARGS_TOTAL_BYTES, MAX_ARG_BYTES,
+    MAX_ENV_NAME_BYTES, MAX_PATH_BYTES, MAX_STDIN_BYTES,
+};
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use pretty_assertions::assert_eq;
+    use std::path::PathBuf;
+
+    #[test]
+    fn example_file_parses_into_the_documented_policy() {
+        let text = include_str!("../../examples/policy.toml");
+        let policy = Policy::parse(text, "examples/policy.toml").unwrap();
+        let want = Policy {
+            cluster: "example-shared".into(),
+            mode: ClusterMode::Shared,
+            uid_pool: UidPool {
+                first: 200000,
+                count: 1000,
+            },
+            scratch_root: "/var/lib/airlock/tasks".into(),
+            audit_log: "/var/log/airlock/audit.jsonl".into(),
+            read_only: [
+                "/usr/lib",
+                "/usr/lib64",
+                "/usr/share",
+                "/lib",
+                "/lib64",
+                "/etc",
+            ]
+            .map(PathBuf::from)
+            .to_vec(),
+            best_effort: vec![],
+            network: Network {
+                mode: NetworkMode::Host,
+                connect_tcp: vec![443],
+            },
+            limits: Limits {
+                memory_bytes: 2 << 30,
+                processes: 128,
+                open_files: 1024,
+                file_size_bytes: 1 << 30,
+                cpu_seconds: 1800,
+                wall_time_ms: 30 * 60_000,
+                output_bytes: 16 << 20,
+                tmp_bytes: 256 << 20,
+            },
+            programs: vec![ProgramRule {
+                path: "/usr/bin/python3".into(),
+                users: vec![],
+                groups: vec![],
+                justification: Some("data-science jobs are Python scripts".into()),
+            }],
+        };
+        assert_eq!(policy, want);
+    }
+}
