@@ -1,7 +1,25 @@
 //! Airlock's supervisor: the gRPC service, the sandbox launcher, purge and
-//! audit. See `ARCHITECTURE.md` for a task's path through these modules.
+//! audit. A task's path: [`service`] → [`admit`] → [`run`] (which spawns
+//! [`launch`] through the `airlock-launch` binary) → [`purge`] → [`audit`].
+//! See `ARCHITECTURE.md`.
 
+pub mod admit;
+pub mod audit;
 pub mod client;
+pub mod daemon;
+pub mod exec_index;
 pub mod launch;
+pub mod purge;
+pub mod run;
 pub mod seccomp_profile;
+pub mod service;
+pub mod supervisor;
 pub mod sys;
+pub mod uids;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -151,3 +151,26 @@ pub fn set_cloexec(fd: RawFd) -> Result<(), Errno> {
     // SAFETY: F_SETFD only changes the flags of `fd`, if it is open.
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }.into()).map(drop)
 }
+
+/// Makes `cmd`'s child get `fd` as its fd 3 (the launch plan socket).
+pub fn pass_fd_as_3(cmd: &mut std::process::Command, fd: RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec in the child of a
+    // multithreaded process: it only calls dup2(2), which is
+    // async-signal-safe, allocates nothing and takes no lock. `fd` stays
+    // open in the parent until spawn returns. dup2 clears FD_CLOEXEC on the
+    // new fd 3, so the launcher inherits exactly that one.
+    unsafe {
+        cmd.pre_exec(move || {
+            let ret = if fd == 3 {
+                libc::fcntl(fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if ret == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+}

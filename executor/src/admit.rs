@@ -1,0 +1,197 @@
+//! Admit: validate the request's shape, ask the policy, audit the decision,
+//! then reserve what the task needs: its id in the registry, a uid from the
+//! pool, and its scratch dir (0700, owned by that uid).
+
+use std::os::unix::fs::{chown, DirBuilderExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use airlock_policy::{Decision, Limits, RequestShape, RequestedLimits, TaskRequest};
+use airlock_protocol::v1::{RunTaskRequest, TaskInfo, TaskState};
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::AuditEvent;
+use crate::supervisor::{LiveTask, LoadedPolicy, Supervisor};
+
+/// Why a task was not admitted; `service` maps each to a gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// The request is malformed.
+    #[error(transparent)]
+    Invalid(#[from] airlock_policy::RequestError),
+    /// The policy denies it.
+    #[error("{0}")]
+    Denied(String),
+    /// A live task already has this id.
+    #[error("task id {0} is already in use by a live task; choose another or omit it")]
+    Duplicate(String),
+    /// Every uid of the pool is in use.
+    #[error("all {0} task uids of this worker are in use; retry when a task ends")]
+    PoolExhausted(usize),
+    /// The scratch dir could not be made.
+    #[error("could not create the task's scratch dir {path}")]
+    Scratch {
+        /// The dir.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An admitted task, with everything reserved for it.
+pub struct Admitted {
+    /// The task id.
+    pub id: String,
+    /// The request (program, args, env, stdin, ...).
+    pub request: RunTaskRequest,
+    /// Effective limits; `wall_time_ms` is the deadline.
+    pub limits: Limits,
+    /// The per-task uid.
+    pub uid: u32,
+    /// The scratch dir.
+    pub scratch: PathBuf,
+    /// Cancels the task.
+    pub cancel: CancellationToken,
+    /// The policy the task was admitted under.
+    pub policy: Arc<LoadedPolicy>,
+    /// Start time, Unix ms.
+    pub started_at_ms: u64,
+}
+
+/// Admits `req` or says why not.
+pub fn admit(
+    sup: &Supervisor,
+    req: RunTaskRequest,
+    driver_uid: Option<u32>,
+) -> Result<Admitted, AdmitError> {
+    let env: Vec<(String, String)> = req
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    airlock_policy::validate_request(&RequestShape {
+        task_id: &req.task_id,
+        user: &req.user,
+        groups: &req.groups,
+        program: &req.program,
+        args: &req.args,
+        env: &env,
+        stdin_len: req.stdin.len(),
+    })?;
+    let id = if req.task_id.is_empty() {
+        new_task_id()
+    } else {
+        req.task_id.clone()
+    };
+    let policy = sup.policy.clone();
+    let requested = requested_limits(&req);
+    let decision = policy.policy.decide(&TaskRequest {
+        user: &req.user,
+        groups: &req.groups,
+        program: &req.program,
+        timeout_ms: req.timeout_ms,
+        limits: &requested,
+    });
+    let (limits, reason) = match &decision {
+        Decision::Allow(a) => (Some(a.limits), None),
+        Decision::Deny(d) => (None, Some(d.reason.as_str())),
+    };
+    sup.audit.record(&AuditEvent::Admission {
+        task_id: &id,
+        user: &req.user,
+        groups: &req.groups,
+        program: &req.program,
+        arg_count: req.args.len(),
+        env_names: req.env.keys().map(String::as_str).collect(),
+        decision: if limits.is_some() { "allow" } else { "deny" },
+        reason,
+        driver_uid,
+    });
+    let Some(limits) = limits else {
+        return Err(AdmitError::Denied(reason.unwrap_or_default().to_string()));
+    };
+
+    let cancel = sup.shutdown.child_token();
+    let started_at_ms = crate::now_ms();
+    let uid;
+    {
+        let mut registry = sup.registry();
+        if registry.live.contains_key(&id) {
+            return Err(AdmitError::Duplicate(id));
+        }
+        uid = sup.uids.allocate().ok_or(AdmitError::PoolExhausted(
+            policy.policy.uid_pool.count as usize,
+        ))?;
+        registry.live.insert(
+            id.clone(),
+            LiveTask {
+                info: TaskInfo {
+                    task_id: id.clone(),
+                    user: req.user.clone(),
+                    groups: req.groups.clone(),
+                    program: req.program.clone(),
+                    args: req.args.clone(),
+                    uid,
+                    state: TaskState::Starting as i32,
+                    started_at_ms,
+                    ended_at_ms: 0,
+                    exited: None,
+                },
+                cancel: cancel.clone(),
+            },
+        );
+    }
+    let scratch = policy.policy.scratch_root.join(&id);
+    if let Err(source) = make_scratch(&scratch, uid) {
+        sup.registry().live.remove(&id);
+        sup.uids.release(uid);
+        return Err(AdmitError::Scratch {
+            path: scratch.display().to_string(),
+            source,
+        });
+    }
+    Ok(Admitted {
+        id,
+        request: req,
+        limits,
+        uid,
+        scratch,
+        cancel,
+        policy,
+        started_at_ms,
+    })
+}
+
+fn requested_limits(req: &RunTaskRequest) -> RequestedLimits {
+    let l = req.limits.unwrap_or_default();
+    RequestedLimits {
+        memory_bytes: l.memory_bytes,
+        processes: l.processes,
+        open_files: l.open_files,
+        file_size_bytes: l.file_size_bytes,
+        cpu_seconds: l.cpu_seconds,
+        output_bytes: l.output_bytes,
+    }
+}
+
+/// Creates `dir` 0700 owned by `uid:uid`. A leftover dir of the same name
+/// (a crash between runs) is removed first: nothing of a previous task may
+/// reach the next one.
+fn make_scratch(dir: &std::path::Path, uid: u32) -> std::io::Result<()> {
+    crate::purge::remove_scratch(dir);
+    std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+    chown(dir, Some(uid), Some(uid))
+}
+
+/// A random task id: `t-` and 16 hex digits.
+fn new_task_id() -> String {
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_err()
+    {
+        bytes = crate::now_ms().to_le_bytes();
+    }
+    format!("t-{:016x}", u64::from_le_bytes(bytes))
+}

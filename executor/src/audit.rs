@@ -1,0 +1,139 @@
+//! The audit log: JSON lines, root-only (0600), one record per admission
+//! decision, per task end and per supervisor start. Records carry who, what,
+//! which uid, when and how it ended; never arguments' or environment values,
+//! never a secret.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// One audit event.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AuditEvent<'a> {
+    /// airlockd started and cleaned what a previous run left.
+    Start {
+        /// The cluster name from the policy.
+        cluster: &'a str,
+        /// Processes of pool uids killed at start-up.
+        killed_processes: usize,
+        /// Scratch dirs removed at start-up.
+        removed_scratch_dirs: usize,
+    },
+    /// A task was admitted or denied.
+    Admission {
+        /// The task id.
+        task_id: &'a str,
+        /// The user the task runs for.
+        user: &'a str,
+        /// The user's groups.
+        groups: &'a [String],
+        /// The program requested.
+        program: &'a str,
+        /// Number of arguments (values are not logged).
+        arg_count: usize,
+        /// Environment names requested (values are not logged).
+        env_names: Vec<&'a str>,
+        /// "allow" or "deny".
+        decision: &'static str,
+        /// Why, for denials.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+        /// The driver's uid on the Unix socket, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        driver_uid: Option<u32>,
+    },
+    /// A task ended and was purged.
+    TaskEnd {
+        /// The task id.
+        task_id: &'a str,
+        /// The user.
+        user: &'a str,
+        /// The user's groups.
+        groups: &'a [String],
+        /// The program.
+        program: &'a str,
+        /// The per-task uid.
+        uid: u32,
+        /// Start, Unix ms.
+        started_at_ms: u64,
+        /// End, Unix ms.
+        ended_at_ms: u64,
+        /// completed, timeout, cancelled, limit, spawn_failed.
+        reason: &'a str,
+        /// Exit code, when it exited.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        /// Signal, when it was killed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
+        /// What purge cleaned.
+        cleaned: &'a crate::purge::Cleaned,
+    },
+}
+
+/// The audit sink.
+pub struct AuditLog {
+    file: Mutex<File>,
+}
+
+/// Errors opening the audit log.
+#[derive(Debug, thiserror::Error)]
+#[error("open audit log {path}")]
+pub struct AuditError {
+    path: String,
+    #[source]
+    source: std::io::Error,
+}
+
+impl AuditLog {
+    /// Opens (appends to) the log, creating it and its directory root-only.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        let err = |source| AuditError {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(err)?;
+        Ok(Self {
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Appends one record with a timestamp. A failed write is logged, not
+    /// fatal: the task's outcome does not depend on it.
+    pub fn record(&self, event: &AuditEvent<'_>) {
+        #[derive(Serialize)]
+        struct Line<'a, 'b> {
+            ts_ms: u64,
+            #[serde(flatten)]
+            event: &'a AuditEvent<'b>,
+        }
+        let line = Line {
+            ts_ms: crate::now_ms(),
+            event,
+        };
+        let Ok(mut text) = serde_json::to_vec(&line) else {
+            return;
+        };
+        text.push(b'\n');
+        let mut file = match self.file.lock() {
+            Ok(f) => f,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Err(err) = file.write_all(&text) {
+            tracing::error!(?err, "failed to write audit record");
+        }
+    }
+}

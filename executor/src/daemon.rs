@@ -1,0 +1,390 @@
+//! `airlockd`: start-up (policy, probes, clean-up), serving, shutdown.
+//!
+//! Start-up order: load and validate the policy; check this host has every
+//! sandbox layer the policy requires (refuse to start otherwise, naming the
+//! layer); compile seccomp; make the empty network namespace (before any
+//! thread exists); kill what a crashed run left (processes of pool uids,
+//! scratch dirs); then serve. On SIGTERM/SIGINT: health goes NOT_SERVING,
+//! every task is cancelled and purged, then the process exits.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use airlock_policy::{Layer, Policy};
+use airlock_protocol::v1::airlock_server::AirlockServer;
+use anyhow::{bail, Context};
+use clap::Parser;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::audit::{AuditEvent, AuditLog};
+use crate::service::AirlockService;
+use crate::supervisor::{HostFacts, LoadedPolicy, Registry, Supervisor};
+
+/// airlockd: runs every task in its own sandbox.
+#[derive(Parser, Debug)]
+#[command(name = "airlockd", version)]
+pub struct Args {
+    /// The cluster's policy file (TOML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Where to serve: `unix:/path` (default unix:/run/airlock/airlockd.sock),
+    /// or `tcp:HOST:PORT` (needs --tls-cert, --tls-key, --tls-client-ca, or
+    /// --insecure-loopback for a loopback address in tests). Repeatable.
+    #[arg(long = "listen", value_name = "ENDPOINT")]
+    pub listen: Vec<String>,
+    /// Group that may use the Unix socket (mode 0660, owner root).
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// Server certificate (PEM) for tcp listeners.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server key (PEM) for tcp listeners.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must chain to (mTLS).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Allow plaintext tcp listeners on loopback addresses. For tests only:
+    /// anyone on this host who can connect can run tasks as any user.
+    #[arg(long)]
+    pub insecure_loopback: bool,
+    /// The launcher binary (default: airlock-launch beside airlockd).
+    #[arg(long, value_name = "FILE")]
+    pub launcher: Option<PathBuf>,
+}
+
+/// Runs airlockd; errors are printed by the caller.
+pub fn main(args: Args) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("airlockd must run as root: it switches every task to its own uid and builds namespaces");
+    }
+    let origin = args.config.display().to_string();
+    let text =
+        std::fs::read_to_string(&args.config).with_context(|| format!("read policy {origin}"))?;
+    let policy =
+        Policy::parse(&text, &origin).map_err(|errs| anyhow::anyhow!("invalid policy:\n{errs}"))?;
+    let landlock_abi = check_layers(&policy)?;
+    let seccomp = crate::seccomp_profile::compile()?;
+    let netns = EmptyNetns::create()
+        .context("create the empty network namespace for tasks without network")?;
+    let launcher = match &args.launcher {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("airlock-launch"))
+            .context("locate airlock-launch")?,
+    };
+    if !launcher.is_file() {
+        bail!(
+            "launcher {} not found (build it with the workspace, or pass --launcher)",
+            launcher.display()
+        );
+    }
+    prepare_scratch_root(&policy.scratch_root)?;
+    let audit = AuditLog::open(&policy.audit_log)?;
+    let (killed, removed) = crate::purge::startup_cleanup(
+        policy.uid_pool.first,
+        policy.uid_pool.count,
+        &policy.scratch_root,
+    );
+    audit.record(&AuditEvent::Start {
+        cluster: &policy.cluster,
+        killed_processes: killed,
+        removed_scratch_dirs: removed,
+    });
+    if killed + removed > 0 {
+        tracing::warn!(killed, removed, "cleaned up after a previous run");
+    }
+    let loaded = LoadedPolicy::new(policy).context("load policy programs")?;
+    let sup = Arc::new(Supervisor {
+        uids: crate::uids::UidPool::new(loaded.policy.uid_pool.first, loaded.policy.uid_pool.count),
+        policy: Arc::new(loaded),
+        audit,
+        seccomp,
+        host: HostFacts {
+            landlock_abi,
+            empty_netns: netns.path(),
+            launcher,
+        },
+        tasks: std::sync::Mutex::new(Registry::default()),
+        shutdown: CancellationToken::new(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(serve(sup, &args));
+    drop(netns);
+    result
+}
+
+/// Probes Landlock and seccomp; fails naming each required layer this
+/// kernel lacks. Returns the Landlock ABI to use (0 when Landlock is off and
+/// the policy allows that).
+fn check_layers(policy: &Policy) -> anyhow::Result<i32> {
+    let abi = crate::sys::landlock_abi();
+    let seccomp_ok = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.contains("\nSeccomp_filters:"));
+    let needs = [
+        (
+            Layer::LandlockFs,
+            abi >= 1,
+            "Landlock (Linux 5.13+, enabled in the kernel's lsm= list)",
+        ),
+        (
+            Layer::LandlockNet,
+            abi >= 4,
+            "Landlock ABI 4 (Linux 6.7+) for TCP port rules",
+        ),
+        (
+            Layer::LandlockScope,
+            abi >= 6,
+            "Landlock ABI 6 (Linux 6.12+) for signal and abstract-socket scoping",
+        ),
+        (
+            Layer::Seccomp,
+            seccomp_ok,
+            "seccomp filters (CONFIG_SECCOMP_FILTER)",
+        ),
+    ];
+    let mut missing = Vec::new();
+    for (layer, present, what) in needs {
+        if present {
+            continue;
+        }
+        if policy.best_effort.contains(&layer) {
+            tracing::warn!(%layer, "sandbox layer unavailable on this host; running without it as the policy's best_effort allows");
+        } else {
+            missing.push(format!("  {layer}: needs {what}"));
+        }
+    }
+    if !missing.is_empty() {
+        bail!(
+            "this host lacks sandbox layers the policy requires (kernel Landlock ABI {abi}):\n{}\n\
+             Run on a newer kernel, or list the layer under [sandbox] best_effort in the policy to accept running without it.",
+            missing.join("\n")
+        );
+    }
+    tracing::info!(landlock_abi = abi, "sandbox layers available");
+    Ok(
+        if policy.best_effort.contains(&Layer::LandlockFs) && abi < 1 {
+            0
+        } else {
+            abi
+        },
+    )
+}
+
+/// The scratch root: root-owned 0711, so a task can reach its own dir by
+/// name but cannot list the others.
+fn prepare_scratch_root(root: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("create scratch root {}", root.display()))?;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))
+        .with_context(|| format!("chmod scratch root {}", root.display()))?;
+    nix::unistd::chown(
+        root,
+        Some(nix::unistd::Uid::from_raw(0)),
+        Some(nix::unistd::Gid::from_raw(0)),
+    )
+    .with_context(|| format!("chown scratch root {}", root.display()))?;
+    Ok(())
+}
+
+/// One empty network namespace shared by every task without network: made by
+/// a short-lived thread (unshare(CLONE_NEWNET) affects only the calling
+/// thread) and kept alive by an open fd that launchers open through /proc.
+struct EmptyNetns {
+    file: std::fs::File,
+}
+
+impl EmptyNetns {
+    fn create() -> anyhow::Result<Self> {
+        let file = std::thread::spawn(|| -> anyhow::Result<std::fs::File> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+            Ok(std::fs::File::open("/proc/thread-self/ns/net")?)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("netns thread panicked"))??;
+        Ok(Self { file })
+    }
+
+    fn path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.file.as_raw_fd()
+        ))
+    }
+}
+
+/// A parsed `--listen` value.
+enum Listen {
+    Unix(PathBuf),
+    Tcp(std::net::SocketAddr),
+}
+
+fn parse_listen(s: &str) -> anyhow::Result<Listen> {
+    if let Some(path) = s.strip_prefix("unix:") {
+        let path = PathBuf::from(path.trim_start_matches("//"));
+        if !path.is_absolute() {
+            bail!("--listen {s}: the socket path must be absolute");
+        }
+        return Ok(Listen::Unix(path));
+    }
+    if let Some(addr) = s.strip_prefix("tcp:").map(|a| a.trim_start_matches("//")) {
+        let addr = addr
+            .parse()
+            .with_context(|| format!("--listen {s}: expected tcp:HOST:PORT with an IP address"))?;
+        return Ok(Listen::Tcp(addr));
+    }
+    bail!("--listen {s}: expected unix:/path or tcp:HOST:PORT")
+}
+
+async fn serve(sup: Arc<Supervisor>, args: &Args) -> anyhow::Result<()> {
+    let listens = if args.listen.is_empty() {
+        vec![format!("unix:{}", crate::client::DEFAULT_SOCKET)]
+    } else {
+        args.listen.clone()
+    };
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AirlockServer<AirlockService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(airlock_protocol::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let service = AirlockServer::new(AirlockService::new(sup.clone()));
+    let stop = CancellationToken::new();
+    let mut servers = tokio::task::JoinSet::new();
+    let mut socket_paths = Vec::new();
+    for listen in &listens {
+        let router = Server::builder()
+            .add_service(health_service.clone())
+            .add_service(reflection.clone())
+            .add_service(service.clone());
+        let shutdown = stop.clone().cancelled_owned();
+        match parse_listen(listen)? {
+            Listen::Unix(path) => {
+                let listener = bind_unix(&path, args.socket_group.as_deref())?;
+                tracing::info!(socket = %path.display(), "serving");
+                socket_paths.push(path);
+                servers.spawn(async move {
+                    router
+                        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                        .await
+                });
+            }
+            Listen::Tcp(addr) => {
+                let tls = tls_config(args, addr)?;
+                let mut builder = Server::builder();
+                if let Some(tls) = tls {
+                    builder = builder.tls_config(tls)?;
+                }
+                let router = builder
+                    .add_service(health_service.clone())
+                    .add_service(reflection.clone())
+                    .add_service(service.clone());
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("bind {addr}"))?;
+                tracing::info!(%addr, "serving");
+                servers.spawn(async move {
+                    router
+                        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                        .await
+                });
+            }
+        }
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down: cancelling every task");
+    health_reporter
+        .set_not_serving::<AirlockServer<AirlockService>>()
+        .await;
+    sup.shutdown.cancel();
+    // Wait for every task to be purged (bounded: the kill path is bounded).
+    for _ in 0..200 {
+        if sup.registry().live.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    while let Some(res) = servers.join_next().await {
+        if let Ok(Err(err)) = res {
+            tracing::error!(?err, "server ended with an error");
+        }
+    }
+    for path in socket_paths {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+fn tls_config(args: &Args, addr: std::net::SocketAddr) -> anyhow::Result<Option<ServerTlsConfig>> {
+    match (&args.tls_cert, &args.tls_key, &args.tls_client_ca) {
+        (Some(cert), Some(key), Some(ca)) => {
+            let identity = Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?);
+            let ca = Certificate::from_pem(std::fs::read(ca)?);
+            Ok(Some(ServerTlsConfig::new().identity(identity).client_ca_root(ca)))
+        }
+        (None, None, None) if args.insecure_loopback && addr.ip().is_loopback() => {
+            tracing::warn!(%addr, "serving plaintext on loopback (--insecure-loopback): for tests only");
+            Ok(None)
+        }
+        (None, None, None) if args.insecure_loopback => {
+            bail!("--insecure-loopback allows only loopback addresses, not {addr}")
+        }
+        _ => bail!(
+            "tcp:{addr} needs mTLS: pass --tls-cert, --tls-key and --tls-client-ca (or --insecure-loopback on 127.0.0.1 for tests)"
+        ),
+    }
+}
+
+/// Binds the socket root:GROUP 0660, replacing a stale socket file.
+fn bind_unix(path: &Path, group: Option<&str>) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            return Err(err).with_context(|| format!("remove stale socket {}", path.display()))
+        }
+    }
+    let listener =
+        tokio::net::UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+    let gid = match group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)?
+                .with_context(|| format!("--socket-group {name}: no such group"))?
+                .gid,
+        ),
+        None => None,
+    };
+    nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(0)), gid)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,442 @@
+//! Run: spawn the launcher with the task's plan, stream its output (bounded),
+//! enforce the deadline, answer cancellation, then purge and report.
+//!
+//! Killing: the supervisor sends SIGTERM to the launcher's waiter, which
+//! SIGKILLs the task's init; the kernel then kills every other process of
+//! the pid namespace, double-forked daemons included, and reaps them before
+//! the init's exit completes.
+
+use std::os::fd::AsRawFd;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_protocol::v1::{
+    task_event, ExitReason, Exited, Limits as WireLimits, OutputChunk, Started, Stream, TaskEvent,
+    TaskState,
+};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, Notify};
+use tonic::Status;
+
+use crate::admit::Admitted;
+use crate::audit::AuditEvent;
+use crate::launch::plan::{LaunchPlan, NetPlan, Report, Rlimits};
+use crate::supervisor::Supervisor;
+
+/// Events to the client.
+pub type EventSender = mpsc::Sender<Result<TaskEvent, Status>>;
+
+/// How long after SIGTERM the launcher gets before it is SIGKILLed itself.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs an admitted task to the end, purges it, reports and records it.
+pub async fn run(sup: Arc<Supervisor>, task: Admitted, events: EventSender) {
+    let span =
+        tracing::info_span!("task", task_id = %task.id, user = %task.request.user, uid = task.uid);
+    let _enter = span.enter();
+    drop(_enter);
+    let exited = match execute(&sup, &task, &events).await {
+        Ok(exited) => exited,
+        Err(err) => {
+            tracing::error!(task_id = %task.id, ?err, "failed to start the launcher");
+            Exited {
+                reason: ExitReason::SpawnFailed as i32,
+                exit_code: None,
+                signal: None,
+                message: format!("could not start the sandbox launcher: {err}"),
+            }
+        }
+    };
+    let mut cleaned = crate::purge::Cleaned {
+        scratch_removed: crate::purge::remove_scratch(&task.scratch),
+        ..Default::default()
+    };
+    if crate::purge::clear_uid(task.uid, &mut cleaned).await {
+        sup.uids.release(task.uid);
+        cleaned.uid_released = true;
+    } else {
+        tracing::error!(task_id = %task.id, uid = task.uid, "processes of the task's uid survive; uid quarantined");
+    }
+    let ended_at_ms = crate::now_ms();
+    sup.audit.record(&AuditEvent::TaskEnd {
+        task_id: &task.id,
+        user: &task.request.user,
+        groups: &task.request.groups,
+        program: &task.request.program,
+        uid: task.uid,
+        started_at_ms: task.started_at_ms,
+        ended_at_ms,
+        reason: reason_name(exited.reason),
+        exit_code: exited.exit_code,
+        signal: exited.signal,
+        cleaned: &cleaned,
+    });
+    tracing::info!(task_id = %task.id, reason = reason_name(exited.reason), code = ?exited.exit_code, signal = ?exited.signal, "task ended");
+    {
+        let mut registry = sup.registry();
+        if let Some(mut live) = registry.live.remove(&task.id) {
+            live.info.state = TaskState::Exited as i32;
+            live.info.ended_at_ms = ended_at_ms;
+            live.info.exited = Some(exited.clone());
+            registry.ended.push_back(live.info);
+            while registry.ended.len() > crate::supervisor::ENDED_TASKS_KEPT {
+                registry.ended.pop_front();
+            }
+        }
+    }
+    let _ = events
+        .send(Ok(event(task_event::Event::Exited(exited))))
+        .await;
+}
+
+fn event(e: task_event::Event) -> TaskEvent {
+    TaskEvent { event: Some(e) }
+}
+
+/// The wire name of a reason, for logs and audit.
+pub fn reason_name(reason: i32) -> &'static str {
+    match ExitReason::try_from(reason) {
+        Ok(ExitReason::Completed) => "completed",
+        Ok(ExitReason::Timeout) => "timeout",
+        Ok(ExitReason::Cancelled) => "cancelled",
+        Ok(ExitReason::Limit) => "limit",
+        Ok(ExitReason::SpawnFailed) => "spawn_failed",
+        _ => "unspecified",
+    }
+}
+
+fn plan_for(sup: &Supervisor, task: &Admitted) -> LaunchPlan {
+    let req = &task.request;
+    let policy = &task.policy;
+    let mut argv = vec![req.program.clone()];
+    argv.extend(req.args.iter().cloned());
+    let home = task.scratch.display().to_string();
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            "/usr/local/bin:/usr/bin:/bin".to_string(),
+        ),
+        ("HOME".to_string(), home),
+        ("TMPDIR".to_string(), "/tmp".to_string()),
+        ("USER".to_string(), req.user.clone()),
+        ("LOGNAME".to_string(), req.user.clone()),
+        ("LANG".to_string(), "C.UTF-8".to_string()),
+    ];
+    let mut extra: Vec<_> = req
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    extra.sort();
+    env.extend(extra);
+    let (network, seccomp) = match policy.policy.network.mode {
+        airlock_policy::NetworkMode::Host => (
+            NetPlan::Host {
+                connect_tcp: policy.policy.network.connect_tcp.clone(),
+            },
+            sup.seccomp.host_net.clone(),
+        ),
+        airlock_policy::NetworkMode::None => (
+            NetPlan::None {
+                netns: sup.host.empty_netns.clone(),
+            },
+            sup.seccomp.no_net.clone(),
+        ),
+    };
+    let l = &task.limits;
+    LaunchPlan {
+        task_id: task.id.clone(),
+        uid: task.uid,
+        scratch: task.scratch.clone(),
+        program: req.program.clone().into(),
+        argv,
+        env,
+        read_only: policy.read_only.clone(),
+        executables: policy.executables_for(&req.user, &req.groups),
+        network,
+        rlimits: Rlimits {
+            memory_bytes: l.memory_bytes,
+            processes: l.processes,
+            open_files: l.open_files,
+            file_size_bytes: l.file_size_bytes,
+            cpu_seconds: l.cpu_seconds,
+        },
+        tmp_bytes: l.tmp_bytes,
+        landlock_abi: sup.host.landlock_abi,
+        seccomp,
+    }
+}
+
+/// Why the supervisor is killing a task.
+#[derive(Clone, Copy)]
+enum KillCause {
+    Timeout,
+    Cancelled,
+    ClientGone,
+    Output,
+}
+
+async fn execute(
+    sup: &Supervisor,
+    task: &Admitted,
+    events: &EventSender,
+) -> std::io::Result<Exited> {
+    let plan = serde_json::to_vec(&plan_for(sup, task)).map_err(std::io::Error::other)?;
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    let mut cmd = tokio::process::Command::new(&sup.host.launcher);
+    cmd.env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    crate::sys::pass_fd_as_3(cmd.as_std_mut(), theirs.as_raw_fd());
+    let mut child = cmd.spawn()?;
+    drop(theirs);
+    ours.set_nonblocking(true)?;
+    let channel = tokio::net::UnixStream::from_std(ours)?;
+    let (reports, mut plan_writer) = channel.into_split();
+    plan_writer
+        .write_all(&(plan.len() as u32).to_le_bytes())
+        .await?;
+    plan_writer.write_all(&plan).await?;
+
+    if let Some(mut stdin) = child.stdin.take() {
+        let data = task.request.stdin.clone();
+        tokio::spawn(async move {
+            // A task that exits without reading its stdin closes the pipe:
+            // that error is expected and ignored.
+            let _ = stdin.write_all(&data).await;
+        });
+    }
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+
+    let deadline = tokio::time::sleep(Duration::from_millis(task.limits.wall_time_ms));
+    tokio::pin!(deadline);
+    let output_full = Arc::new(Notify::new());
+    let client_gone = Arc::new(Notify::new());
+    let output_sent = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    let mut lines = BufReader::new(reports).lines();
+    let mut killed: Option<KillCause> = None;
+    let mut failure: Option<String> = None;
+    let mut exit: Option<(Option<i32>, Option<i32>)> = None;
+    let mut kill_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+
+    loop {
+        let cause = tokio::select! {
+            line = lines.next_line() => {
+                match line {
+                    Ok(Some(line)) => match serde_json::from_str::<Report>(&line) {
+                        Ok(Report::Ready { layers, landlock_abi }) => {
+                            set_state(sup, &task.id, TaskState::Running);
+                            let started = Started {
+                                task_id: task.id.clone(),
+                                uid: task.uid,
+                                layers,
+                                landlock_abi: landlock_abi as u32,
+                                limits: Some(wire_limits(&task.limits)),
+                            };
+                            if events.send(Ok(event(task_event::Event::Started(started)))).await.is_err() {
+                                client_gone.notify_one();
+                            }
+                            for (pipe, stream) in [(stdout.take().map(Pipe::Out), Stream::Stdout), (stderr.take().map(Pipe::Err), Stream::Stderr)] {
+                                if let Some(pipe) = pipe {
+                                    readers.push(tokio::spawn(forward_output(
+                                        pipe, stream, events.clone(), output_sent.clone(),
+                                        task.limits.output_bytes, output_full.clone(), client_gone.clone(),
+                                    )));
+                                }
+                            }
+                        }
+                        Ok(Report::Failed { step, error }) => failure = Some(format!("sandbox setup failed ({step}): {error}")),
+                        Ok(Report::Exited { code, signal }) => exit = Some((code, signal)),
+                        Err(err) => tracing::warn!(?err, "unreadable launcher report"),
+                    },
+                    Ok(None) | Err(_) => break,
+                }
+                None
+            }
+            _ = &mut deadline, if killed.is_none() => Some(KillCause::Timeout),
+            _ = task.cancel.cancelled(), if killed.is_none() => Some(KillCause::Cancelled),
+            _ = output_full.notified(), if killed.is_none() => Some(KillCause::Output),
+            _ = client_gone.notified(), if killed.is_none() => Some(KillCause::ClientGone),
+            _ = sleep_if_set(&mut kill_deadline) => {
+                let _ = child.start_kill();
+                kill_deadline = None;
+                None
+            }
+        };
+        if let Some(cause) = cause {
+            killed = Some(cause);
+            if let Some(pid) = child.id() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            kill_deadline = Some(Box::pin(tokio::time::sleep(KILL_GRACE)));
+        }
+    }
+    let status = child.wait().await?;
+    // The task's processes are gone, so its pipes reach EOF; the bound only
+    // guards against a bug.
+    for reader in readers {
+        let _ = tokio::time::timeout(KILL_GRACE, reader).await;
+    }
+    if exit.is_none() {
+        use std::os::unix::process::ExitStatusExt;
+        exit = Some((status.code().filter(|_| failure.is_none()), status.signal()));
+    }
+    Ok(outcome(task, killed, failure, exit.unwrap_or((None, None))))
+}
+
+fn outcome(
+    task: &Admitted,
+    killed: Option<KillCause>,
+    failure: Option<String>,
+    (code, signal): (Option<i32>, Option<i32>),
+) -> Exited {
+    let (reason, message) = if let Some(failure) = failure {
+        (ExitReason::SpawnFailed, failure)
+    } else {
+        match killed {
+            Some(KillCause::Timeout) => (
+                ExitReason::Timeout,
+                format!(
+                    "wall-clock limit of {} ms reached; the task was killed",
+                    task.limits.wall_time_ms
+                ),
+            ),
+            Some(KillCause::Cancelled) => {
+                (ExitReason::Cancelled, "the task was cancelled".to_string())
+            }
+            Some(KillCause::ClientGone) => (
+                ExitReason::Cancelled,
+                "the client disconnected; the task was cancelled".to_string(),
+            ),
+            Some(KillCause::Output) => (
+                ExitReason::Limit,
+                format!(
+                    "output limit of {} bytes reached; the task was killed",
+                    task.limits.output_bytes
+                ),
+            ),
+            None => match signal {
+                Some(libc::SIGXCPU) => (
+                    ExitReason::Limit,
+                    format!("CPU limit of {} s reached", task.limits.cpu_seconds),
+                ),
+                Some(libc::SIGXFSZ) => (
+                    ExitReason::Limit,
+                    format!(
+                        "file size limit of {} bytes reached",
+                        task.limits.file_size_bytes
+                    ),
+                ),
+                Some(sig) => (ExitReason::Completed, format!("killed by signal {sig}")),
+                None => (
+                    ExitReason::Completed,
+                    format!("exited with code {}", code.unwrap_or(-1)),
+                ),
+            },
+        }
+    };
+    let killed_by_us = killed.is_some();
+    Exited {
+        reason: reason as i32,
+        exit_code: if killed_by_us { None } else { code },
+        signal: if killed_by_us {
+            Some(libc::SIGKILL)
+        } else {
+            signal
+        },
+        message,
+    }
+}
+
+/// Waits for the timer if there is one, else forever.
+async fn sleep_if_set(timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn set_state(sup: &Supervisor, id: &str, state: TaskState) {
+    if let Some(live) = sup.registry().live.get_mut(id) {
+        live.info.state = state as i32;
+    }
+}
+
+fn wire_limits(l: &airlock_policy::Limits) -> WireLimits {
+    WireLimits {
+        memory_bytes: Some(l.memory_bytes),
+        processes: Some(l.processes),
+        open_files: Some(l.open_files),
+        file_size_bytes: Some(l.file_size_bytes),
+        cpu_seconds: Some(l.cpu_seconds),
+        output_bytes: Some(l.output_bytes),
+    }
+}
+
+enum Pipe {
+    Out(tokio::process::ChildStdout),
+    Err(tokio::process::ChildStderr),
+}
+
+impl Pipe {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Pipe::Out(p) => p.read(buf).await,
+            Pipe::Err(p) => p.read(buf).await,
+        }
+    }
+}
+
+/// Streams one pipe to the client until EOF, within the task's output bound
+/// (stdout and stderr together). Past the bound it truncates and signals.
+async fn forward_output(
+    mut pipe: Pipe,
+    stream: Stream,
+    events: EventSender,
+    sent: Arc<AtomicU64>,
+    limit: u64,
+    full: Arc<Notify>,
+    client_gone: Arc<Notify>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut over = false;
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if over {
+            continue; // drain so the task never blocks on a full pipe
+        }
+        let before = sent.fetch_add(n as u64, Ordering::SeqCst);
+        let allowed = limit.saturating_sub(before).min(n as u64) as usize;
+        if allowed < n {
+            over = true;
+            full.notify_one();
+        }
+        if allowed == 0 {
+            continue;
+        }
+        let chunk = OutputChunk {
+            stream: stream as i32,
+            data: buf[..allowed].to_vec(),
+        };
+        if events
+            .send(Ok(event(task_event::Event::Output(chunk))))
+            .await
+            .is_err()
+        {
+            client_gone.notify_one();
+            over = true;
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The gRPC service (`airlock.v1.Airlock`) and the one place where errors
+//! become gRPC statuses.
+
+use std::sync::Arc;
+
+use airlock_protocol::v1::airlock_server::Airlock;
+use airlock_protocol::v1::{
+    CancelTaskRequest, CancelTaskResponse, GetTaskRequest, ListTasksRequest, ListTasksResponse,
+    RunTaskRequest, TaskEvent, TaskInfo,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::admit::AdmitError;
+use crate::supervisor::Supervisor;
+
+/// The service, sharing the supervisor with every task runner.
+#[derive(Clone)]
+pub struct AirlockService {
+    sup: Arc<Supervisor>,
+}
+
+impl AirlockService {
+    /// A service over `sup`.
+    pub fn new(sup: Arc<Supervisor>) -> Self {
+        Self { sup }
+    }
+}
+
+impl From<AdmitError> for Status {
+    fn from(err: AdmitError) -> Self {
+        let text = err.to_string();
+        match err {
+            AdmitError::Invalid(_) => Status::invalid_argument(text),
+            AdmitError::Denied(_) => Status::permission_denied(text),
+            AdmitError::Duplicate(_) => Status::already_exists(text),
+            AdmitError::PoolExhausted(_) => Status::resource_exhausted(text),
+            AdmitError::Scratch { .. } => {
+                tracing::error!(err = ?err, "admission failed");
+                Status::internal(text)
+            }
+        }
+    }
+}
+
+/// The driver's uid on a Unix socket connection.
+fn driver_uid<T>(req: &Request<T>) -> Option<u32> {
+    req.extensions()
+        .get::<tonic::transport::server::UdsConnectInfo>()
+        .and_then(|info| info.peer_cred)
+        .map(|cred| cred.uid())
+}
+
+#[tonic::async_trait]
+impl Airlock for AirlockService {
+    type RunTaskStream = ReceiverStream<Result<TaskEvent, Status>>;
+
+    async fn run_task(
+        &self,
+        request: Request<RunTaskRequest>,
+    ) -> Result<Response<Self::RunTaskStream>, Status> {
+        let driver = driver_uid(&request);
+        if self.sup.shutdown.is_cancelled() {
+            return Err(Status::unavailable(
+                "airlockd is shutting down; retry on another worker",
+            ));
+        }
+        let task = crate::admit::admit(&self.sup, request.into_inner(), driver)?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(crate::run::run(self.sup.clone(), task, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<CancelTaskRequest>,
+    ) -> Result<Response<CancelTaskResponse>, Status> {
+        let id = request.into_inner().task_id;
+        let registry = self.sup.registry();
+        match registry.live.get(&id) {
+            Some(live) => {
+                live.cancel.cancel();
+                Ok(Response::new(CancelTaskResponse {}))
+            }
+            None => Err(Status::not_found(format!(
+                "no live task with id {id:?} (see `airlock ps`)"
+            ))),
+        }
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<GetTaskRequest>,
+    ) -> Result<Response<TaskInfo>, Status> {
+        let id = request.into_inner().task_id;
+        let registry = self.sup.registry();
+        registry
+            .live
+            .get(&id)
+            .map(|l| l.info.clone())
+            .or_else(|| {
+                registry
+                    .ended
+                    .iter()
+                    .rev()
+                    .find(|t| t.task_id == id)
+                    .cloned()
+            })
+            .map(Response::new)
+            .ok_or_else(|| {
+                Status::not_found(format!("no task with id {id:?} is live or recently ended"))
+            })
+    }
+
+    async fn list_tasks(
+        &self,
+        _request: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        let registry = self.sup.registry();
+        let mut tasks: Vec<TaskInfo> = registry.ended.iter().cloned().collect();
+        tasks.extend(registry.live.values().map(|l| l.info.clone()));
+        Ok(Response::new(ListTasksResponse { tasks }))
+    }
+}

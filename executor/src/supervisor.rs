@@ -1,0 +1,145 @@
+//! The supervisor's shared state: the loaded policy and what was derived
+//! from it at load time, the uid pool, the task registry, and the facts
+//! probed at start-up.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use airlock_policy::{Policy, ProgramRule};
+use airlock_protocol::v1::TaskInfo;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::AuditLog;
+use crate::seccomp_profile::SeccompPrograms;
+use crate::uids::UidPool;
+
+/// How many ended tasks `GetTask`/`ListTasks` still show.
+pub const ENDED_TASKS_KEPT: usize = 1000;
+
+/// A policy plus what the supervisor derives from it once, at load time.
+pub struct LoadedPolicy {
+    /// The policy.
+    pub policy: Policy,
+    /// For each allowlisted program, the files its exec opens (the program,
+    /// then interpreters), which get Landlock EXECUTE.
+    pub exec_closure: HashMap<PathBuf, Vec<PathBuf>>,
+    /// The policy's read-only paths that exist on this host.
+    pub read_only: Vec<PathBuf>,
+}
+
+impl LoadedPolicy {
+    /// Derives the exec closures and existing read-only paths. A program
+    /// that cannot be read is a load error: it could never run.
+    pub fn new(policy: Policy) -> Result<Self, std::io::Error> {
+        let mut exec_closure = HashMap::new();
+        for rule in &policy.programs {
+            let closure = crate::exec_index::exec_closure(&rule.path).map_err(|err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!("program {}: {err}", rule.path.display()),
+                )
+            })?;
+            exec_closure.insert(rule.path.clone(), closure);
+        }
+        let read_only = policy
+            .read_only
+            .iter()
+            .filter(|p| {
+                let exists = p.exists();
+                if !exists {
+                    tracing::warn!(path = %p.display(), "read_only path does not exist on this host; skipped");
+                }
+                exists
+            })
+            .cloned()
+            .collect();
+        Ok(Self {
+            policy,
+            exec_closure,
+            read_only,
+        })
+    }
+
+    /// Every file a task of this user may execute: the closures of the
+    /// programs the user may run.
+    pub fn executables_for(&self, user: &str, groups: &[String]) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for rule in self
+            .policy
+            .programs
+            .iter()
+            .filter(|r| rule_admits(r, user, groups))
+        {
+            for path in self.exec_closure.get(&rule.path).into_iter().flatten() {
+                if !out.contains(path) {
+                    out.push(path.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+fn rule_admits(rule: &ProgramRule, user: &str, groups: &[String]) -> bool {
+    (rule.users.is_empty() && rule.groups.is_empty())
+        || rule.users.iter().any(|u| u == user)
+        || rule.groups.iter().any(|g| groups.contains(g))
+}
+
+/// A live task in the registry.
+pub struct LiveTask {
+    /// What `GetTask` shows.
+    pub info: TaskInfo,
+    /// Cancels the task (CancelTask, client gone, shutdown).
+    pub cancel: CancellationToken,
+}
+
+/// Live and recently ended tasks.
+#[derive(Default)]
+pub struct Registry {
+    /// Live tasks by id.
+    pub live: HashMap<String, LiveTask>,
+    /// Ended tasks, newest last.
+    pub ended: VecDeque<TaskInfo>,
+}
+
+/// Facts probed at start-up.
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    /// The kernel's Landlock ABI (0: none).
+    pub landlock_abi: i32,
+    /// A path that opens the empty network namespace.
+    pub empty_netns: PathBuf,
+    /// The launcher binary.
+    pub launcher: PathBuf,
+}
+
+/// Everything the service and the task runners share.
+pub struct Supervisor {
+    /// The current policy.
+    pub policy: Arc<LoadedPolicy>,
+    /// Free task uids.
+    pub uids: UidPool,
+    /// The audit log.
+    pub audit: AuditLog,
+    /// Compiled seccomp programs.
+    pub seccomp: SeccompPrograms,
+    /// Probed facts.
+    pub host: HostFacts,
+    /// Tasks.
+    pub tasks: Mutex<Registry>,
+    /// Cancelled on shutdown: every task is cancelled with it.
+    pub shutdown: CancellationToken,
+}
+
+impl Supervisor {
+    /// Locks the registry (a poisoned lock is still usable: entries are
+    /// plain data).
+    pub fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        match self.tasks.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
