@@ -315,10 +315,18 @@ async fn serve(sup: Arc<Supervisor>, args: &Args) -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     stop.cancel();
-    while let Some(res) = servers.join_next().await {
-        if let Ok(Err(err)) = res {
-            tracing::error!(?err, "server ended with an error");
+    // Idle client connections would hold a graceful shutdown open forever:
+    // give them a moment, then close them.
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(res) = servers.join_next().await {
+            if let Ok(Err(err)) = res {
+                tracing::error!(?err, "server ended with an error");
+            }
         }
+    })
+    .await;
+    if drained.is_err() {
+        servers.abort_all();
     }
     for path in socket_paths {
         let _ = std::fs::remove_file(path);

@@ -252,7 +252,12 @@ async fn execute(
                             }
                         }
                         Ok(Report::Failed { step, error }) => failure = Some(format!("sandbox setup failed ({step}): {error}")),
-                        Ok(Report::Exited { code, signal }) => exit = Some((code, signal)),
+                        // The init reports the program's end; the waiter then
+                        // reports the init's, which only matters if the first
+                        // never came.
+                        Ok(Report::Exited { code, signal }) => {
+                            exit = exit.or(Some((code, signal)));
+                        }
                         Err(err) => tracing::warn!(?err, "unreadable launcher report"),
                     },
                     Ok(None) | Err(_) => break,

@@ -7,10 +7,13 @@
 //! uid switch. Here there is one thread, so ordinary Rust is safe.
 //!
 //! Processes: the launcher (the *waiter*) unshares the namespaces and forks
-//! the task's *init*, pid 1 of a new pid namespace, which sets up the rest and
-//! execs the program. The waiter stays outside the sandbox, turns SIGTERM
-//! from the supervisor into SIGKILL of the init (which kills every process of
-//! the namespace, double-forked daemons included), and reports the exit.
+//! the task's *init*, pid 1 of a new pid namespace, which builds the rest of
+//! the sandbox around itself and then forks the *program* process, which
+//! execs. The init stays as confined as the program, reaps orphans, and
+//! exits with the program's status, which kills every process left in the
+//! namespace. The waiter stays outside the sandbox, turns SIGTERM from the
+//! supervisor into SIGKILL of the init (double-forked daemons die with it),
+//! and reports the exit.
 //!
 //! `docs/launcher.md` mirrors [`run`]'s steps.
 //!
@@ -206,7 +209,11 @@ fn init(
     // 10. seccomp last: from here on only the allowlisted syscalls work.
     seccomp::install(&plan.seccomp)?;
     layers.push("seccomp");
-    // 11. Tell the supervisor, then exec exactly the opened file.
+    // 11. Tell the supervisor, then fork the program's process: it execs
+    //     exactly the opened file, while this init (as confined as the task)
+    //     reaps orphans and passes on the program's exit. The program is not
+    //     pid 1, so the kernel's signals (SIGXCPU, SIGXFSZ) and its own
+    //     default dispositions work as anywhere else.
     send(
         channel,
         &Report::Ready {
@@ -214,13 +221,54 @@ fn init(
             landlock_abi: plan.landlock_abi,
         },
     );
-    Err(program.exec())
+    match fork_child()? {
+        ForkResult::Child => Err(program.exec()),
+        ForkResult::Parent { child } => {
+            drop(program);
+            reap_until(child, channel)
+        }
+    }
+}
+
+/// pid 1's loop: reap every orphan until `program` ends, report how it
+/// ended, and exit, which kills whatever is left in the namespace.
+fn reap_until(
+    program: Pid,
+    channel: &mut UnixStream,
+) -> Result<std::convert::Infallible, LaunchError> {
+    fds::close_stdio();
+    loop {
+        match nix::sys::wait::wait() {
+            Ok(WaitStatus::Exited(pid, code)) if pid == program => {
+                send(
+                    channel,
+                    &Report::Exited {
+                        code: Some(code),
+                        signal: None,
+                    },
+                );
+                std::process::exit(code)
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == program => {
+                send(
+                    channel,
+                    &Report::Exited {
+                        code: None,
+                        signal: Some(sig as i32),
+                    },
+                );
+                std::process::exit(128 + sig as i32)
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(err) => return Err(sys("wait for the program")(err)),
+        }
+    }
 }
 
 fn fork_child() -> Result<ForkResult, LaunchError> {
     // SAFETY: the launcher has exactly one thread (it is a fresh exec and
     // starts none), so the child may do anything after fork.
-    unsafe { fork() }.map_err(sys("fork the task's init"))
+    unsafe { fork() }.map_err(sys("fork"))
 }
 
 /// The waiter: forwards cancellation, reaps the init, reports how it ended.

@@ -1,0 +1,131 @@
+//! Only allowlisted programs run: python3 is allowed, /usr/bin/id is not,
+//! and no route to it works.
+
+use crate::harness::*;
+
+/// Tenant code that tries every route to run `id`; prints a JSON map from
+/// route to outcome. `id`'s own output would contain "uid=".
+const EXEC_ATTACKS: &str = r#"
+import ctypes, json, os, shutil, subprocess, sys
+def run(argv):
+    try:
+        p = subprocess.run(argv, capture_output=True, timeout=10)
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        return "ESCAPED: " + out[:60] if "uid=" in out else "exit %d" % p.returncode
+    except Exception as e:
+        return type(e).__name__
+r = {}
+r["direct"] = run(["/usr/bin/id"])
+r["os_system"] = "ESCAPED" if os.system("/usr/bin/id > sys_out 2>&1") == 0 and "uid=" in open("sys_out").read() else "blocked"
+data = sys.stdin.buffer.read()
+for place in (".", "/tmp", "/dev/shm"):
+    path = os.path.join(place, "id-copy")
+    open(path, "wb").write(data)
+    os.chmod(path, 0o755)
+    r["copy_in_" + place] = run([path])
+os.symlink("/usr/bin/id", "id-link")
+r["symlink"] = run(["./id-link"])
+try:
+    os.link("/usr/bin/id", "id-hardlink")
+    r["hardlink"] = run(["./id-hardlink"])
+except Exception as e:
+    r["hardlink"] = type(e).__name__
+try:
+    fd = os.memfd_create("x")
+    os.write(fd, data)
+    r["memfd"] = run(["/proc/self/fd/%d" % fd])
+except Exception as e:
+    r["memfd"] = type(e).__name__
+loader = [l for l in ("/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1") if os.path.exists(l)][0]
+r["loader_on_id"] = run([loader, "/usr/bin/id"])
+r["loader_on_copy"] = run([loader, "./id-copy"])
+import mmap
+with open("id-copy", "rb") as f:
+    try:
+        mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC)
+        r["mmap_exec_scratch"] = "ESCAPED"
+    except Exception as e:
+        r["mmap_exec_scratch"] = type(e).__name__
+r["allowlisted_python"] = run([sys.executable, "-c", "print('uid=' if False else 'python ok')"])
+print(json.dumps(r))
+"#;
+
+#[tokio::test]
+async fn only_allowlisted_programs_execute_by_any_route() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let mut req = python("alice", EXEC_ATTACKS);
+    req.stdin = std::fs::read("/usr/bin/id").unwrap();
+    let v = d.run(req).await.json();
+    for (route, result) in v.as_object().unwrap() {
+        assert!(
+            !result.as_str().unwrap().starts_with("ESCAPED"),
+            "{route}: {result}"
+        );
+    }
+    // Landlock: no EXECUTE right on /usr/bin/id (an exec mount, DAC allows it).
+    assert_eq!(v["direct"], "PermissionError");
+    assert_eq!(v["os_system"], "blocked", "/bin/sh is not allowlisted");
+    for place in [".", "/tmp", "/dev/shm"] {
+        assert_eq!(v[format!("copy_in_{place}")], "PermissionError", "{place}");
+    }
+    assert_eq!(v["symlink"], "PermissionError");
+    // seccomp: memfd_create is not on the allowlist.
+    assert_eq!(v["memfd"], "PermissionError");
+    // The loader itself may be executed (python needs it), but it cannot
+    // read /usr/bin/id (not a read-only path) ...
+    assert!(
+        v["loader_on_id"].as_str().unwrap().starts_with("exit "),
+        "{}",
+        v["loader_on_id"]
+    );
+    // ... nor map a copy executable: scratch is mounted noexec.
+    assert!(
+        v["loader_on_copy"].as_str().unwrap().starts_with("exit "),
+        "{}",
+        v["loader_on_copy"]
+    );
+    assert_eq!(
+        v["mmap_exec_scratch"], "PermissionError",
+        "scratch is mounted noexec"
+    );
+    // Positive control: an allowlisted program may start itself.
+    assert_eq!(v["allowlisted_python"], "exit 0");
+}
+
+#[tokio::test]
+async fn program_not_on_allowlist_is_denied_before_anything_runs() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let out = d
+        .run(airlock_protocol::v1::RunTaskRequest {
+            user: "alice".into(),
+            program: "/usr/bin/id".into(),
+            ..Default::default()
+        })
+        .await;
+    let status = out.status.expect("denied");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    assert!(
+        status.message().contains("allowlist"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("/usr/bin/python3"),
+        "names what is allowed: {}",
+        status.message()
+    );
+    let audit = d.audit();
+    let denial = audit.iter().find(|r| r["event"] == "admission").unwrap();
+    assert_eq!(denial["decision"], "deny");
+    assert_eq!(denial["program"], "/usr/bin/id");
+    assert!(
+        std::fs::read_dir(&d.scratch_root).unwrap().next().is_none(),
+        "no scratch dir was made"
+    );
+}

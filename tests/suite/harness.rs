@@ -1,0 +1,446 @@
+//! Starts airlockd with a test policy and runs tasks through it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use airlock_executor::client::{connect, Endpoint};
+use airlock_protocol::v1::airlock_client::AirlockClient;
+use airlock_protocol::v1::{
+    task_event, ExitReason, Exited, Limits, RunTaskRequest, Started, Stream,
+};
+use tonic::transport::Channel;
+
+/// Each daemon gets its own uid range: airlockd kills every process of its
+/// pool at start-up, so daemons of parallel tests must not share uids.
+static NEXT_POOL: AtomicU32 = AtomicU32::new(0);
+
+/// The directory of the workspace binaries (target/debug).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("AIRLOCK_BIN_DIR") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// True when the sandbox tests can run here; prints why not otherwise, and
+/// panics instead when REQUIRE_PRIVILEGED=1.
+pub fn privileged() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let why =
+        "skipped: airlockd needs root to build the sandbox (run as root, e.g. `sudo scripts/test`)";
+    if std::env::var("REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+        panic!("{why}; REQUIRE_PRIVILEGED=1 forbids skipping");
+    }
+    eprintln!("{why}");
+    false
+}
+
+/// Policy knobs the tests vary.
+#[derive(Clone)]
+pub struct Opts {
+    pub network: &'static str,
+    pub connect_tcp: Vec<u16>,
+    pub limits: &'static str,
+    pub extra_programs: &'static str,
+    pub tcp_listen: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            network: "host",
+            connect_tcp: vec![],
+            limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"1MiB\"\ntmp = \"16MiB\"\n",
+            extra_programs: "",
+            tcp_listen: false,
+        }
+    }
+}
+
+/// A running airlockd and its files.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub scratch_root: PathBuf,
+    pub audit_log: PathBuf,
+    pub uid_first: u32,
+    pub tcp_port: Option<u16>,
+    pub config: PathBuf,
+}
+
+pub const UID_COUNT: u32 = 50;
+
+impl Daemon {
+    pub fn start(opts: Opts) -> Daemon {
+        // Not under /tmp: tasks get a private /tmp, which would hide it.
+        let dir = tempfile::Builder::new()
+            .prefix("airlock-test-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let uid_first = 300_000
+            + NEXT_POOL.fetch_add(1, Ordering::SeqCst) * 1000
+            + (std::process::id() % 100) * 100_000;
+        let scratch_root = dir.path().join("tasks");
+        let audit_log = dir.path().join("audit.jsonl");
+        let socket = dir.path().join("airlockd.sock");
+        let ports = opts
+            .connect_tcp
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let connect = if opts.network == "host" {
+            format!("connect_tcp = [{ports}]\n")
+        } else {
+            String::new()
+        };
+        let policy = format!(
+            r#"cluster = "test"
+mode = "shared"
+
+[sandbox]
+uid_first = {uid_first}
+uid_count = {UID_COUNT}
+scratch_root = "{scratch}"
+audit_log = "{audit}"
+read_only = ["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/etc"]
+
+[network]
+mode = "{network}"
+{connect}
+[limits]
+{limits}
+[[program]]
+path = "/usr/bin/python3"
+{extra}
+"#,
+            scratch = scratch_root.display(),
+            audit = audit_log.display(),
+            network = opts.network,
+            limits = opts.limits,
+            extra = opts.extra_programs,
+        );
+        let config = dir.path().join("policy.toml");
+        std::fs::write(&config, policy).unwrap();
+        let tcp_port = opts.tcp_listen.then(free_port);
+        let mut cmd = Command::new(bin_dir().join("airlockd"));
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg(format!("unix:{}", socket.display()));
+        if let Some(port) = tcp_port {
+            cmd.arg("--listen")
+                .arg(format!("tcp:127.0.0.1:{port}"))
+                .arg("--insecure-loopback");
+        }
+        let log = std::fs::File::create(dir.path().join("airlockd.log")).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let daemon = Daemon {
+            child: Some(child),
+            dir,
+            socket,
+            scratch_root,
+            audit_log,
+            uid_first,
+            tcp_port,
+            config,
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("airlockd did not start; its log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("airlockd.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Kills airlockd with SIGKILL (a crash) and returns without cleanup.
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Starts airlockd again on the same files (after `crash`).
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("airlockd.log"))
+            .unwrap();
+        let child = Command::new(bin_dir().join("airlockd"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--listen")
+            .arg(format!("unix:{}", self.socket.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let _ = std::fs::remove_file(&self.socket);
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    pub async fn client(&self) -> AirlockClient<Channel> {
+        let channel = connect(&Endpoint::Unix(self.socket.clone()), None)
+            .await
+            .unwrap();
+        AirlockClient::new(channel)
+    }
+
+    /// Runs a task to the end and collects everything it streamed.
+    pub async fn run(&self, req: RunTaskRequest) -> Outcome {
+        let mut client = self.client().await;
+        let mut stream = match client.run_task(req).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                return Outcome {
+                    status: Some(status),
+                    ..Default::default()
+                }
+            }
+        };
+        let mut out = Outcome::default();
+        while let Some(ev) = stream.message().await.unwrap() {
+            match ev.event.unwrap() {
+                task_event::Event::Started(s) => out.started = Some(s),
+                task_event::Event::Output(o) if o.stream == Stream::Stdout as i32 => {
+                    out.stdout.extend(o.data)
+                }
+                task_event::Event::Output(o) => out.stderr.extend(o.data),
+                task_event::Event::Exited(e) => out.exited = Some(e),
+            }
+        }
+        out
+    }
+
+    /// Runs `python3 -c code` as `user`.
+    pub async fn python(&self, user: &str, code: &str) -> Outcome {
+        self.run(python(user, code)).await
+    }
+
+    /// Audit records, parsed.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.audit_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Host pids of processes whose uid is in this daemon's pool.
+    pub fn pool_processes(&self) -> Vec<i32> {
+        let first = self.uid_first;
+        processes_with_uid(|u| (first..first + UID_COUNT).contains(&u))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn python(user: &str, code: &str) -> RunTaskRequest {
+    RunTaskRequest {
+        user: user.into(),
+        program: "/usr/bin/python3".into(),
+        args: vec!["-c".into(), code.into()],
+        ..Default::default()
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct Outcome {
+    pub status: Option<tonic::Status>,
+    pub started: Option<Started>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exited: Option<Exited>,
+}
+
+impl Outcome {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    pub fn exited(&self) -> &Exited {
+        self.exited
+            .as_ref()
+            .unwrap_or_else(|| panic!("task did not exit: {self:?}"))
+    }
+
+    pub fn reason(&self) -> ExitReason {
+        ExitReason::try_from(self.exited().reason).unwrap()
+    }
+
+    /// The task completed with exit code 0; panics with its output otherwise.
+    pub fn ok(&self) -> &Self {
+        let e = self.exited();
+        assert!(
+            e.reason == ExitReason::Completed as i32 && e.exit_code == Some(0),
+            "task failed: {e:?}\nstdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    /// The last stdout line parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        self.ok();
+        let text = self.stdout();
+        let line = text
+            .lines()
+            .last()
+            .unwrap_or_else(|| panic!("no output; stderr: {}", self.stderr()));
+        serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{e}: {line:?}; stderr: {}", self.stderr()))
+    }
+}
+
+pub fn processes_with_uid(pred: impl Fn(u32) -> bool) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .is_some_and(|ids| {
+                        ids.split_whitespace()
+                            .filter_map(|u| u.parse().ok())
+                            .any(&pred)
+                    })
+            })
+        })
+        .collect()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `f` is true or the timeout passes.
+pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    f()
+}
+
+/// Starts a task in the background and returns once it has started; the
+/// handle yields its outcome.
+pub async fn start_background(
+    d: &Daemon,
+    req: RunTaskRequest,
+) -> (String, tokio::task::JoinHandle<Outcome>) {
+    let mut client = d.client().await;
+    let mut stream = client.run_task(req).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    let started = match first.event.unwrap() {
+        task_event::Event::Started(s) => s,
+        other => panic!("expected started, got {other:?}"),
+    };
+    let id = started.task_id.clone();
+    let handle = tokio::spawn(async move {
+        let mut out = Outcome {
+            started: Some(started),
+            ..Default::default()
+        };
+        while let Some(ev) = stream.message().await.unwrap() {
+            match ev.event.unwrap() {
+                task_event::Event::Output(o) if o.stream == Stream::Stdout as i32 => {
+                    out.stdout.extend(o.data)
+                }
+                task_event::Event::Output(o) => out.stderr.extend(o.data),
+                task_event::Event::Exited(e) => out.exited = Some(e),
+                task_event::Event::Started(_) => {}
+            }
+        }
+        out
+    });
+    (id, handle)
+}
+
+/// A marker file written by the test, readable by everyone.
+pub fn world_readable_file(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(content.as_bytes()).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    path
+}
+
+pub fn limits(f: impl FnOnce(&mut Limits)) -> Option<Limits> {
+    let mut l = Limits::default();
+    f(&mut l);
+    Some(l)
+}
+
+pub fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

@@ -1,0 +1,311 @@
+//! Tenants cannot see, read or signal each other or the host.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn task_runs_as_pool_uid_with_every_layer_applied() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let out = d
+        .python(
+            "alice",
+            r#"
+import json, os
+status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
+print(json.dumps({
+    "uid": os.getresuid(), "gid": os.getresgid(), "groups": os.getgroups(),
+    "caps": [status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")],
+    "nnp": status["NoNewPrivs"].strip(), "seccomp": status["Seccomp"].strip(),
+    "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
+    "env": sorted(os.environ), "cwd": os.getcwd(), "pid": os.getpid(),
+    "hostname": os.uname().nodename,
+}))
+"#,
+        )
+        .await;
+    let v = out.json();
+    let uid = v["uid"][0].as_u64().unwrap() as u32;
+    assert!((d.uid_first..d.uid_first + UID_COUNT).contains(&uid), "{v}");
+    assert_eq!(v["uid"], serde_json::json!([uid, uid, uid]));
+    assert_eq!(v["gid"], serde_json::json!([uid, uid, uid]));
+    assert_eq!(v["groups"], serde_json::json!([]));
+    assert_eq!(v["caps"], serde_json::json!(vec!["0000000000000000"; 5]));
+    assert_eq!(v["nnp"], "1");
+    assert_eq!(v["seccomp"], "2");
+    // stdio plus the fd listdir itself opened
+    assert_eq!(
+        v["fds"],
+        serde_json::json!([0, 1, 2, 3]),
+        "an inherited fd leaked into the task"
+    );
+    assert_eq!(
+        v["env"],
+        serde_json::json!(["HOME", "LANG", "LOGNAME", "PATH", "TMPDIR", "USER"])
+    );
+    assert!(v["cwd"]
+        .as_str()
+        .unwrap()
+        .starts_with(d.scratch_root.to_str().unwrap()));
+    assert_eq!(
+        v["pid"], 2,
+        "the task's init is pid 1 of its own pid namespace"
+    );
+    assert_eq!(v["hostname"], "airlock");
+    let started = out.started.as_ref().unwrap();
+    for layer in [
+        "pid-ns",
+        "mount-ns",
+        "ipc-ns",
+        "uts-ns",
+        "uid",
+        "caps",
+        "no-new-privs",
+        "landlock-fs",
+        "landlock-net",
+        "landlock-scope",
+        "seccomp",
+    ] {
+        assert!(
+            started.layers.iter().any(|l| l == layer),
+            "layer {layer} missing from {:?}",
+            started.layers
+        );
+    }
+    assert!(started.landlock_abi >= 6, "this host runs Landlock ABI 6+");
+}
+
+#[tokio::test]
+async fn alice_cannot_read_bobs_scratch_environ_or_memory() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let mut bob = python(
+        "bob",
+        "open('secret.txt','w').write('bob-secret-4711'); import time; time.sleep(60)",
+    );
+    bob.env = env(&[("BOB_TOKEN", "bob-env-secret-0815")]);
+    let (bob_id, bob_task) = start_background(&d, bob).await;
+    let bob_file = d.scratch_root.join(&bob_id).join("secret.txt");
+    assert!(eventually(Duration::from_secs(10), || bob_file.exists()).await);
+    // Positive control: the secret is there for whoever could read it.
+    assert_eq!(
+        std::fs::read_to_string(&bob_file).unwrap(),
+        "bob-secret-4711"
+    );
+    let bob_pids = d.pool_processes();
+    assert_eq!(bob_pids.len(), 2, "bob's task is its init and python");
+    let bob_pid = *bob_pids.iter().max().unwrap();
+    assert!(std::fs::read(format!("/proc/{bob_pid}/environ"))
+        .unwrap()
+        .windows(11)
+        .any(|w| w == b"bob-env-sec"));
+
+    let code = format!(
+        r#"
+import json, os
+def attempt(f):
+    try:
+        return "LEAKED: " + repr(f())[:80]
+    except Exception as e:
+        return type(e).__name__
+print(json.dumps({{
+  "file": attempt(lambda: open("{file}").read()),
+  "list": attempt(lambda: os.listdir("{dir}")),
+  "environ": attempt(lambda: open("/proc/{pid}/environ", "rb").read()),
+  "mem": attempt(lambda: open("/proc/{pid}/mem", "rb").read(16)),
+  "root_via_proc": attempt(lambda: os.listdir("/proc/{pid}/root/")),
+  "kill": attempt(lambda: os.kill({pid}, 0)),
+}}))
+"#,
+        file = bob_file.display(),
+        dir = bob_file.parent().unwrap().display(),
+        pid = bob_pid
+    );
+    let v = d.python("alice", &code).await.json();
+    for (attack, result) in v.as_object().unwrap() {
+        assert!(
+            !result.as_str().unwrap().starts_with("LEAKED"),
+            "{attack}: {result}"
+        );
+    }
+    assert_eq!(v["file"], "PermissionError");
+    assert_eq!(
+        v["environ"], "FileNotFoundError",
+        "bob's pid is not visible in alice's pid namespace"
+    );
+    assert_eq!(v["kill"], "ProcessLookupError");
+    d.client()
+        .await
+        .cancel_task(airlock_protocol::v1::CancelTaskRequest { task_id: bob_id })
+        .await
+        .unwrap();
+    bob_task.await.unwrap();
+}
+
+#[tokio::test]
+async fn task_sees_no_host_process() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let v = d
+        .python("alice", "import os, json; print(json.dumps(sorted(int(p) for p in os.listdir('/proc') if p.isdigit())))")
+        .await
+        .json();
+    assert_eq!(
+        v,
+        serde_json::json!([1, 2]),
+        "only the task and its init are visible"
+    );
+}
+
+#[tokio::test]
+async fn task_cannot_read_or_write_outside_its_allowed_paths() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    // World-readable and world-writable to DAC: only Landlock stands in the way.
+    let open_dir = d.dir.path().join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(
+        &open_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let readable = world_readable_file(&open_dir, "readable.txt", "host-data-1234");
+    let code = format!(
+        r#"
+import json, os
+def attempt(f):
+    try:
+        f()
+        return "ok"
+    except Exception as e:
+        return type(e).__name__
+print(json.dumps({{
+  "read_outside": attempt(lambda: open("{readable}").read()),
+  "write_world_writable": attempt(lambda: open("{open_dir}/planted", "w").write("x")),
+  "write_etc": attempt(lambda: open("/etc/airlock-planted", "w").write("x")),
+  "read_shadow": attempt(lambda: open("/etc/shadow").read()),
+  "read_usr_bin": attempt(lambda: open("/usr/bin/id", "rb").read(4)),
+  "write_scratch": attempt(lambda: open("mine.txt", "w").write("x")),
+  "write_tmp": attempt(lambda: open("/tmp/mine.txt", "w").write("x")),
+  "write_shm": attempt(lambda: open("/dev/shm/mine", "w").write("x")),
+  "read_python_lib": attempt(lambda: open("/usr/lib/python3.11/os.py").read(10)),
+}}))
+"#,
+        readable = readable.display(),
+        open_dir = open_dir.display()
+    );
+    let v = d.python("alice", &code).await.json();
+    assert_eq!(v["read_outside"], "PermissionError");
+    assert_eq!(v["write_world_writable"], "PermissionError");
+    assert_eq!(v["write_etc"], "PermissionError");
+    assert_eq!(v["read_shadow"], "PermissionError");
+    assert_eq!(v["read_usr_bin"], "PermissionError");
+    assert_eq!(v["write_scratch"], "ok");
+    assert_eq!(v["write_tmp"], "ok");
+    assert_eq!(v["write_shm"], "ok");
+    assert_eq!(v["read_python_lib"], "ok");
+    assert!(!open_dir.join("planted").exists());
+    assert!(!std::path::Path::new("/etc/airlock-planted").exists());
+    assert!(
+        !std::path::Path::new("/tmp/mine.txt").exists(),
+        "the task's /tmp is private"
+    );
+    assert!(
+        !std::path::Path::new("/dev/shm/mine").exists(),
+        "the task's /dev/shm is private"
+    );
+}
+
+#[tokio::test]
+async fn private_tmp_is_not_shared_between_tasks() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    d.python(
+        "alice",
+        "open('/tmp/alice-was-here','w').write('1'); open('/dev/shm/alice','w').write('1')",
+    )
+    .await
+    .ok();
+    let v = d
+        .python(
+            "bob",
+            "import os, json; print(json.dumps(os.listdir('/tmp') + os.listdir('/dev/shm')))",
+        )
+        .await
+        .json();
+    assert_eq!(v, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn task_cannot_ptrace_signal_or_reach_the_supervisor() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let abstract_name = format!("airlock-test-{}", std::process::id());
+    let listener =
+        std::os::unix::net::UnixListener::bind_addr(&abstract_addr(&abstract_name)).unwrap();
+    let code = format!(
+        r#"
+import ctypes, json, os, socket, time
+libc = ctypes.CDLL(None, use_errno=True)
+child = os.fork()
+if child == 0:
+    time.sleep(30)
+    os._exit(0)
+def errno_of(ret):
+    return "ok" if ret == 0 else os.strerror(ctypes.get_errno())
+def attempt(f):
+    try:
+        f()
+        return "ok"
+    except Exception as e:
+        return type(e).__name__
+r = {{}}
+r["ptrace_child"] = errno_of(libc.ptrace(16, child, None, None))  # PTRACE_ATTACH
+r["kill_supervisor"] = attempt(lambda: os.kill({daemon}, 0))
+def connect_unix(addr):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(addr)
+r["supervisor_socket"] = attempt(lambda: connect_unix("{socket}"))
+r["abstract_socket"] = attempt(lambda: connect_unix("\0{abstract_name}"))
+os.kill(child, 9)
+print(json.dumps(r))
+"#,
+        daemon = d.pid(),
+        socket = d.socket.display(),
+    );
+    let v = d.python("alice", &code).await.json();
+    assert_eq!(
+        v["ptrace_child"], "Operation not permitted",
+        "seccomp denies ptrace"
+    );
+    assert_eq!(v["kill_supervisor"], "ProcessLookupError");
+    assert_eq!(v["supervisor_socket"], "PermissionError");
+    assert_eq!(
+        v["abstract_socket"], "PermissionError",
+        "Landlock scopes abstract unix sockets"
+    );
+    // Positive control: the abstract socket accepts connections from outside.
+    let mut c = std::os::unix::net::UnixStream::connect_addr(&abstract_addr(&abstract_name));
+    assert!(c.as_mut().is_ok());
+    drop(listener);
+}
+
+fn abstract_addr(name: &str) -> std::os::unix::net::SocketAddr {
+    <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+        name.as_bytes(),
+    )
+    .unwrap()
+}

@@ -1,0 +1,181 @@
+//! A task's life: stdin and exit codes pass through; timeout and cancel kill
+//! the whole tree, double-forked daemons included; purge leaves nothing; a
+//! crashed supervisor's leftovers are cleaned at start-up; audit records.
+
+use std::time::Duration;
+
+use airlock_protocol::v1::{
+    CancelTaskRequest, ExitReason, GetTaskRequest, ListTasksRequest, TaskState,
+};
+
+use crate::harness::*;
+
+/// Double-forks a daemon that outlives its parent, then waits forever.
+const DOUBLE_FORK: &str = r#"
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open("daemon.pid", "w").write("alive")
+        time.sleep(300)
+    os._exit(0)
+time.sleep(300)
+"#;
+
+#[tokio::test]
+async fn stdin_exit_code_and_output_pass_through() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let mut req = python("alice", "import sys; data = sys.stdin.read(); print(data.upper()); sys.stderr.write('err'); sys.exit(3)");
+    req.stdin = b"hello".to_vec();
+    let out = d.run(req).await;
+    assert_eq!(out.stdout(), "HELLO\n");
+    assert_eq!(out.stderr(), "err");
+    assert_eq!(out.reason(), ExitReason::Completed);
+    assert_eq!(out.exited().exit_code, Some(3));
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_tree_and_purges() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let mut req = python("alice", DOUBLE_FORK);
+    req.timeout_ms = 1500;
+    let out = d.run(req).await;
+    assert_eq!(out.reason(), ExitReason::Timeout, "{:?}", out.exited);
+    assert!(
+        d.pool_processes().is_empty(),
+        "a process of the task survived: {:?}",
+        d.pool_processes()
+    );
+    assert!(
+        std::fs::read_dir(&d.scratch_root).unwrap().next().is_none(),
+        "scratch dir left behind"
+    );
+    let audit = d.audit();
+    let end = audit
+        .iter()
+        .find(|r| r["event"] == "task_end")
+        .expect("task_end record");
+    assert_eq!(end["reason"], "timeout");
+    assert_eq!(end["cleaned"]["scratch_removed"], true);
+    assert_eq!(end["cleaned"]["uid_released"], true);
+    assert_eq!(end["user"], "alice");
+}
+
+#[tokio::test]
+async fn cancel_kills_the_whole_tree() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let (id, task) = start_background(&d, python("alice", DOUBLE_FORK)).await;
+    let marker = d.scratch_root.join(&id).join("daemon.pid");
+    assert!(
+        eventually(Duration::from_secs(10), || marker.exists()).await,
+        "daemon never started"
+    );
+    assert!(
+        d.pool_processes().len() >= 3,
+        "init, task and its daemon run"
+    );
+    let info = d
+        .client()
+        .await
+        .get_task(GetTaskRequest {
+            task_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.state, TaskState::Running as i32);
+    d.client()
+        .await
+        .cancel_task(CancelTaskRequest {
+            task_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let out = task.await.unwrap();
+    assert_eq!(out.reason(), ExitReason::Cancelled);
+    assert!(
+        d.pool_processes().is_empty(),
+        "survivors: {:?}",
+        d.pool_processes()
+    );
+    assert!(!marker.exists());
+    let listed = d
+        .client()
+        .await
+        .list_tasks(ListTasksRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let ended = listed.tasks.iter().find(|t| t.task_id == id).unwrap();
+    assert_eq!(ended.state, TaskState::Exited as i32);
+    let err = d
+        .client()
+        .await
+        .cancel_task(CancelTaskRequest { task_id: id })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn duplicate_live_task_id_is_rejected() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let mut req = python("alice", "import time; time.sleep(60)");
+    req.task_id = "job-1".into();
+    let (_, task) = start_background(&d, req.clone()).await;
+    let status = d.run(req).await.status.expect("rejected");
+    assert_eq!(status.code(), tonic::Code::AlreadyExists);
+    d.client()
+        .await
+        .cancel_task(CancelTaskRequest {
+            task_id: "job-1".into(),
+        })
+        .await
+        .unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn restart_after_crash_cleans_leftovers() {
+    if !privileged() {
+        return;
+    }
+    let mut d = Daemon::start(Opts::default());
+    let (id, _task) = start_background(&d, python("alice", DOUBLE_FORK)).await;
+    let marker = d.scratch_root.join(&id).join("daemon.pid");
+    assert!(eventually(Duration::from_secs(10), || marker.exists()).await);
+    d.crash();
+    assert!(
+        !d.pool_processes().is_empty(),
+        "the task outlived the crashed supervisor"
+    );
+    d.restart();
+    assert!(
+        d.pool_processes().is_empty(),
+        "start-up left processes of pool uids: {:?}",
+        d.pool_processes()
+    );
+    assert!(
+        !d.scratch_root.join(&id).exists(),
+        "start-up left the scratch dir"
+    );
+    let start = d
+        .audit()
+        .into_iter()
+        .rfind(|r| r["event"] == "start")
+        .unwrap();
+    assert!(start["killed_processes"].as_u64().unwrap() >= 1, "{start}");
+    assert_eq!(start["removed_scratch_dirs"], 1);
+}

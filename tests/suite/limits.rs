@@ -1,0 +1,116 @@
+//! rlimits stop fork bombs, memory hogs, CPU burners and huge files; output
+//! is bounded; a request cannot raise a limit above the policy's.
+
+use airlock_protocol::v1::ExitReason;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn fork_bomb_is_stopped_by_the_process_limit() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default()); // processes = 32
+    let v = d
+        .python(
+            "alice",
+            r#"
+import json, os, time
+n = 0
+err = None
+while n < 10000:
+    try:
+        pid = os.fork()
+    except OSError as e:
+        err = e.strerror
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    n += 1
+print(json.dumps({"forked": n, "error": err}))
+"#,
+        )
+        .await
+        .json();
+    let forked = v["forked"].as_u64().unwrap();
+    assert!(forked < 32, "forked {forked} processes with a limit of 32");
+    assert_eq!(v["error"], "Resource temporarily unavailable");
+    assert!(
+        eventually(std::time::Duration::from_secs(5), || d
+            .pool_processes()
+            .is_empty())
+        .await,
+        "the children died with the task"
+    );
+}
+
+#[tokio::test]
+async fn memory_hog_is_stopped_by_the_memory_limit() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default()); // memory = 512MiB
+    let v = d
+        .python(
+            "alice",
+            "import json\ntry:\n    b = bytearray(1 << 30)\n    print(json.dumps('allocated'))\nexcept MemoryError:\n    print(json.dumps('MemoryError'))\n",
+        )
+        .await
+        .json();
+    assert_eq!(v, "MemoryError");
+}
+
+#[tokio::test]
+async fn output_is_bounded() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let mut req = python(
+        "alice",
+        "import sys\nwhile True: sys.stdout.write('x' * 65536)",
+    );
+    req.limits = limits(|l| l.output_bytes = Some(100_000));
+    let out = d.run(req).await;
+    assert_eq!(out.reason(), ExitReason::Limit, "{:?}", out.exited);
+    assert!(
+        out.stdout.len() <= 100_000,
+        "{} bytes streamed",
+        out.stdout.len()
+    );
+    assert!(out.stdout.len() >= 65_536);
+}
+
+#[tokio::test]
+async fn cpu_and_file_size_limits_end_or_refuse() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let mut req = python("alice", "while True: pass");
+    req.limits = limits(|l| l.cpu_seconds = Some(1));
+    let out = d.run(req).await;
+    assert_eq!(out.reason(), ExitReason::Limit, "{:?}", out.exited);
+    assert!(out.exited().message.contains("CPU"), "{:?}", out.exited);
+
+    let mut req = python(
+        "alice",
+        "import json\ntry:\n    open('big','wb').write(b'x' * (2 << 20))\n    print(json.dumps('written'))\nexcept OSError as e:\n    print(json.dumps(e.strerror))\n",
+    );
+    req.limits = limits(|l| l.file_size_bytes = Some(1 << 20));
+    assert_eq!(d.run(req).await.json(), "File too large");
+}
+
+#[tokio::test]
+async fn limit_above_policy_is_denied() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let mut req = python("alice", "pass");
+    req.limits = limits(|l| l.memory_bytes = Some(4 << 30));
+    let status = d.run(req).await.status.expect("denied");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    assert!(status.message().contains("memory"), "{}", status.message());
+}

@@ -1,0 +1,104 @@
+//! Malformed requests get clear errors and run nothing.
+
+use airlock_protocol::v1::RunTaskRequest;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn malformed_requests_are_rejected_with_clear_errors() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let base = || python("alice", "print(1)");
+    let cases: Vec<(&str, RunTaskRequest, &str)> = vec![
+        (
+            "relative program",
+            RunTaskRequest {
+                program: "python3".into(),
+                ..base()
+            },
+            "absolute",
+        ),
+        (
+            "NUL in an argument",
+            RunTaskRequest {
+                args: vec!["-c".into(), "print(1)\0".into()],
+                ..base()
+            },
+            "NUL",
+        ),
+        (
+            "oversized argument",
+            RunTaskRequest {
+                args: vec!["-c".into(), "#".repeat(200_000)],
+                ..base()
+            },
+            "arg",
+        ),
+        (
+            "unicode user",
+            RunTaskRequest {
+                user: "аlice".into(),
+                ..base()
+            },
+            "user",
+        ),
+        (
+            "user with a slash",
+            RunTaskRequest {
+                user: "../root".into(),
+                ..base()
+            },
+            "user",
+        ),
+        (
+            "reserved env",
+            RunTaskRequest {
+                env: env(&[("LD_PRELOAD", "/x.so")]),
+                ..base()
+            },
+            "LD_PRELOAD",
+        ),
+        (
+            "bad task id",
+            RunTaskRequest {
+                task_id: "../../etc".into(),
+                ..base()
+            },
+            "task id",
+        ),
+        (
+            "oversized stdin",
+            RunTaskRequest {
+                stdin: vec![0; (1 << 20) + 1],
+                ..base()
+            },
+            "stdin",
+        ),
+    ];
+    for (what, req, needle) in cases {
+        let status = d
+            .run(req)
+            .await
+            .status
+            .unwrap_or_else(|| panic!("{what}: was not rejected"));
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{what}: {status:?}"
+        );
+        assert!(
+            status
+                .message()
+                .to_lowercase()
+                .contains(&needle.to_lowercase()),
+            "{what}: message {:?} does not mention {needle}",
+            status.message()
+        );
+    }
+    assert!(
+        std::fs::read_dir(&d.scratch_root).unwrap().next().is_none(),
+        "nothing ran"
+    );
+}
