@@ -295,11 +295,12 @@ async fn execute(
         use std::os::unix::process::ExitStatusExt;
         exit = Some((status.code().filter(|_| failure.is_none()), status.signal()));
     }
-    Ok(outcome(task, killed, failure, exit.unwrap_or((None, None))))
+    Ok(outcome(task, sup.shutdown.is_cancelled(), killed, failure, exit.unwrap_or((None, None))))
 }
 
 fn outcome(
     task: &Admitted,
+    shutting_down: bool,
     killed: Option<KillCause>,
     failure: Option<String>,
     (code, signal): (Option<i32>, Option<i32>),
@@ -315,9 +316,14 @@ fn outcome(
                     task.limits.wall_time_ms
                 ),
             ),
-            Some(KillCause::Cancelled) => {
-                (ExitReason::Cancelled, "the task was cancelled".to_string())
-            }
+            Some(KillCause::Cancelled) if shutting_down => (
+                ExitReason::Cancelled,
+                "airlockd is shutting down; the task was killed".to_string(),
+            ),
+            Some(KillCause::Cancelled) => (
+                ExitReason::Cancelled,
+                "cancelled by the driver (CancelTask); the task was killed".to_string(),
+            ),
             Some(KillCause::ClientGone) => (
                 ExitReason::Cancelled,
                 "the client disconnected; the task was cancelled".to_string(),
