@@ -32,6 +32,52 @@ pub struct Policy {
     pub limits: Limits,
     /// The program allowlist, in file order.
     pub programs: Vec<ProgramRule>,
+    /// How tasks get AWS credentials; `None`: they get none.
+    pub credentials: Option<CredentialsConfig>,
+    /// Who may assume which role (`[[entitlement]]`), in file order.
+    pub entitlements: Vec<Entitlement>,
+    /// Per-role settings (`[[role]]`), in file order.
+    pub roles: Vec<RoleRule>,
+}
+
+/// The `[credentials]` section: where STS is and how long sessions last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialsConfig {
+    /// AWS region for STS and for tasks (`AWS_REGION`).
+    pub region: String,
+    /// STS endpoint URL; `None`: AWS's regional endpoint.
+    pub sts_endpoint: Option<String>,
+    /// `AWS_ENDPOINT_URL` for tasks (S3-compatible stores), when set.
+    pub task_endpoint_url: Option<String>,
+    /// Session duration in seconds, 900 to 3600 (STS's minimum and the
+    /// limit of chained roles).
+    pub duration_secs: u32,
+    /// Served credentials are refreshed this many seconds before they
+    /// expire; below `duration_secs`.
+    pub refresh_margin_secs: u32,
+}
+
+/// One `[[entitlement]]`: users and groups, and the roles they may assume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entitlement {
+    /// Users it applies to.
+    pub users: Vec<String>,
+    /// Groups whose members it applies to.
+    pub groups: Vec<String>,
+    /// IAM role ARNs they may assume.
+    pub roles: Vec<String>,
+    /// The role a task gets when it asks for none; one of `roles`.
+    pub default_role: Option<String>,
+}
+
+/// One `[[role]]`: settings for assuming a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRule {
+    /// The IAM role ARN.
+    pub arn: String,
+    /// An IAM policy (JSON object) passed as the session policy, scoping
+    /// every session of the role down.
+    pub session_policy: Option<String>,
 }
 
 /// Who may run tasks on the cluster.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
@@ -262,7 +262,7 @@ impl Check {
             cluster: f.cluster.get_ref().clone(),
             mode: self.mode(&f.mode, f.assigned_user.as_ref()),
             uid_pool: self.uid_pool(&sandbox.uid_first, &sandbox.uid_count),
-            scratch_root: self.path(&sandbox.scratch_root, "sandbox.scratch_root"),
+            scratch_root: self.scratch_root(&sandbox.scratch_root),
             audit_log: match &sandbox.audit_log {
                 Some(path) => self.path(path, "sandbox.audit_log"),
                 None => PathBuf::from(DEFAULT_AUDIT_LOG),
@@ -345,6 +345,29 @@ impl Check {
             );
         }
         PathBuf::from(path.get_ref())
+    }
+
+    /// The scratch root must survive the task's private mounts: a task gets
+    /// fresh /tmp, /dev/shm and /proc, which would hide a root below them.
+    fn scratch_root(&mut self, path: &Spanned<String>) -> PathBuf {
+        let root = self.path(path, "sandbox.scratch_root");
+        let hidden = ["/tmp", "/dev/shm", "/proc", "/dev"]
+            .iter()
+            .find(|m| root.starts_with(m));
+        if let Some(mount) = hidden {
+            self.push(
+                path.span(),
+                "sandbox.scratch_root",
+                format!("{:?} is under {mount}, which every task gets a private mount of: use a directory such as /var/lib/airlock/tasks", clip(path.get_ref())),
+            );
+        } else if root == Path::new("/") {
+            self.push(
+                path.span(),
+                "sandbox.scratch_root",
+                "\"/\" cannot be the scratch root: use a directory such as /var/lib/airlock/tasks",
+            );
+        }
+        root
     }
 
     fn user_name(&mut self, name: &Spanned<String>, key: impl Into<String>) {

@@ -224,6 +224,11 @@ fn each_kind_of_error_reports_line_column_and_key() {
             vec!["p.toml:6:16: sandbox.scratch_root: \"/var/lib/../tmp\" is not normalized: write it without '.' or '..' components, '//' or a trailing '/'"],
         ),
         (
+            "scratch root under a private mount",
+            edit("scratch_root", "scratch_root = \"/tmp/tasks\""),
+            vec!["p.toml:6:16: sandbox.scratch_root: \"/tmp/tasks\" is under /tmp, which every task gets a private mount of: use a directory such as /var/lib/airlock/tasks"],
+        ),
+        (
             "missing assigned_user",
             edit("mode = \"shared\"", "mode = \"single-user\""),
             vec!["p.toml:2:8: assigned_user: mode = \"single-user\" needs assigned_user = \"<name>\", the one user who may run tasks"],
