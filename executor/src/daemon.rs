@@ -60,6 +60,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("airlockd must run as root: it switches every task to its own uid and builds namespaces");
     }
+    // Check the listen arguments before anything changes on the host.
+    for listen in &args.listen {
+        if let Listen::Tcp(addr) = parse_listen(listen)? {
+            tls_config(&args, addr)?;
+        }
+    }
     let origin = args.config.display().to_string();
     let text =
         std::fs::read_to_string(&args.config).with_context(|| format!("read policy {origin}"))?;
@@ -83,6 +89,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         );
     }
     prepare_scratch_root(&policy.scratch_root)?;
+    // Start-up kills every process of the uid pool: a second airlockd on the
+    // same pool would kill the first one's tasks.
+    let _lock = lock_scratch_root(&policy.scratch_root)?;
     let audit = AuditLog::open(&policy.audit_log)?;
     let (killed, removed) = crate::purge::startup_cleanup(
         policy.uid_pool.first,
@@ -192,6 +201,29 @@ fn prepare_scratch_root(root: &Path) -> anyhow::Result<()> {
     .with_context(|| format!("chown scratch root {}", root.display()))?;
     Ok(())
 }
+
+/// Holds an exclusive lock on `scratch_root/.airlockd.lock` for the life of
+/// the daemon.
+fn lock_scratch_root(root: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = root.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, errno)| errno)
+        .with_context(|| {
+            format!(
+                "another airlockd already uses scratch root {} and its uid pool; stop it first",
+                root.display()
+            )
+        })
+}
+
+/// The lock file in the scratch root; task ids never start with '.'.
+pub const LOCK_FILE: &str = ".airlockd.lock";
 
 /// One empty network namespace shared by every task without network: made by
 /// a short-lived thread (unshare(CLONE_NEWNET) affects only the calling

@@ -101,7 +101,11 @@ pub fn startup_cleanup(first_uid: u32, count: u32, scratch_root: &Path) -> (usiz
     }
     let mut removed = 0;
     if let Ok(entries) = std::fs::read_dir(scratch_root) {
-        for entry in entries.flatten() {
+        // Task ids never start with '.': dot files are airlockd's own.
+        for entry in entries
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        {
             if remove_scratch(&entry.path()) {
                 removed += 1;
             }

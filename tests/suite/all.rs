@@ -15,3 +15,4 @@ mod lifecycle;
 mod limits;
 mod network;
 mod requests;
+mod transport;

@@ -50,6 +50,8 @@ pub struct Opts {
     pub limits: &'static str,
     pub extra_programs: &'static str,
     pub tcp_listen: bool,
+    /// A dir with ca.pem, server.pem, server.key: the tcp listener uses mTLS.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Default for Opts {
@@ -60,6 +62,7 @@ impl Default for Opts {
             limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"1MiB\"\ntmp = \"16MiB\"\n",
             extra_programs: "",
             tcp_listen: false,
+            tls_dir: None,
         }
     }
 }
@@ -142,9 +145,17 @@ path = "/usr/bin/python3"
             .arg("--listen")
             .arg(format!("unix:{}", socket.display()));
         if let Some(port) = tcp_port {
-            cmd.arg("--listen")
-                .arg(format!("tcp:127.0.0.1:{port}"))
-                .arg("--insecure-loopback");
+            cmd.arg("--listen").arg(format!("tcp:127.0.0.1:{port}"));
+            match &opts.tls_dir {
+                Some(tls) => {
+                    cmd.arg("--tls-cert").arg(tls.join("server.pem"));
+                    cmd.arg("--tls-key").arg(tls.join("server.key"));
+                    cmd.arg("--tls-client-ca").arg(tls.join("ca.pem"));
+                }
+                None => {
+                    cmd.arg("--insecure-loopback");
+                }
+            }
         }
         let log = std::fs::File::create(dir.path().join("airlockd.log")).unwrap();
         let child = cmd
@@ -250,6 +261,16 @@ path = "/usr/bin/python3"
     /// Runs `python3 -c code` as `user`.
     pub async fn python(&self, user: &str, code: &str) -> Outcome {
         self.run(python(user, code)).await
+    }
+
+    /// Task scratch dirs present (airlockd's own dot files excluded).
+    pub fn scratch_dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.scratch_root)
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .collect()
     }
 
     /// Audit records, parsed.

@@ -1,0 +1,174 @@
+//! Who may drive airlockd: the Unix socket is root's (0660), TCP needs a
+//! client certificate of the configured CA, plaintext TCP only on loopback.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use airlock_executor::client::{connect, Endpoint, TlsFiles};
+use airlock_protocol::v1::airlock_client::AirlockClient;
+use airlock_protocol::v1::ListTasksRequest;
+use tonic::transport::{Certificate, ClientTlsConfig};
+
+use crate::harness::*;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate (v3:
+/// webpki refuses v1 certificates).
+fn make_pki(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=airlock-test-ca",
+            "-days",
+            "2",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for name in ["server", "client"] {
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
+}
+
+#[tokio::test]
+async fn tcp_requires_a_client_certificate() {
+    if !privileged() {
+        return;
+    }
+    let pki = tempfile::tempdir().unwrap();
+    make_pki(pki.path());
+    let d = Daemon::start(Opts {
+        tcp_listen: true,
+        tls_dir: Some(pki.path().into()),
+        ..Opts::default()
+    });
+    let uri = format!("https://127.0.0.1:{}", d.tcp_port.unwrap());
+
+    let files = TlsFiles {
+        ca: pki.path().join("ca.pem"),
+        cert: pki.path().join("client.pem"),
+        key: pki.path().join("client.key"),
+    };
+    let channel = connect(&Endpoint::Https { uri: uri.clone() }, Some(&files))
+        .await
+        .unwrap();
+    AirlockClient::new(channel)
+        .list_tasks(ListTasksRequest {})
+        .await
+        .expect("a client with a certificate is served");
+
+    let ca = Certificate::from_pem(std::fs::read(pki.path().join("ca.pem")).unwrap());
+    let anonymous = tonic::transport::Endpoint::from_shared(uri)
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(ca))
+        .unwrap();
+    let refused = match anonymous.connect().await {
+        Ok(channel) => AirlockClient::new(channel)
+            .list_tasks(ListTasksRequest {})
+            .await
+            .is_err(),
+        Err(_) => true,
+    };
+    assert!(refused, "a client without a certificate was served");
+}
+
+#[tokio::test]
+async fn unix_socket_is_root_only_and_plaintext_tcp_is_loopback_only() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.uid(), 0);
+
+    let out = Command::new(bin_dir().join("airlockd"))
+        .arg("--config")
+        .arg(&d.config)
+        .args(["--listen", "tcp:0.0.0.0:1", "--insecure-loopback"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only loopback"), "{err}");
+
+    let out = Command::new(bin_dir().join("airlockd"))
+        .arg("--config")
+        .arg(&d.config)
+        .args(["--listen", "tcp:127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mTLS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
