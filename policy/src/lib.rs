@@ -13,6 +13,9 @@
 //! - [`Policy::decide`] answers with a [`Decision`]: an [`Admission`] with
 //!   the effective limits, or a [`Denial`] whose reason names the rule or
 //!   setting that decided.
+//! - [`Policy::decide_role`] answers which IAM role a task assumes, from the
+//!   `[[entitlement]]` mapping or the roles of the user's SAML assertion
+//!   ([`RoleDecision`]), before any STS call.
 //!
 //! # Test strategy
 //!
@@ -27,17 +30,21 @@ mod decide;
 mod model;
 mod parse;
 mod request;
+mod roles;
 mod units;
 
 pub use decide::{Admission, Decision, Denial, TaskRequest};
 pub use model::{
-    ClusterMode, Layer, Limits, Network, NetworkMode, ParseLayerError, Policy, ProgramRule,
-    RequestedLimits, UidPool, DEFAULT_AUDIT_LOG,
+    ClusterMode, CredentialsConfig, Entitlement, Layer, Limits, Network, NetworkMode,
+    ParseLayerError, Policy, ProgramRule, RequestedLimits, RoleRule, UidPool, DEFAULT_AUDIT_LOG,
 };
 pub use parse::{PolicyError, PolicyErrors};
 pub use request::{
     validate_request, RequestError, RequestShape, MAX_ARGS, MAX_ARGS_TOTAL_BYTES, MAX_ARG_BYTES,
     MAX_ENV_NAME_BYTES, MAX_PATH_BYTES, MAX_STDIN_BYTES,
+};
+pub use roles::{
+    is_role_arn, is_saml_provider_arn, RoleDecision, RoleRequest, MAX_SESSION_POLICY_CHARS,
 };
 
 #[cfg(test)]
@@ -91,6 +98,9 @@ mod tests {
                 groups: vec![],
                 justification: Some("data-science jobs are Python scripts".into()),
             }],
+            credentials: None,
+            entitlements: vec![],
+            roles: vec![],
         };
         assert_eq!(policy, want);
     }

@@ -13,10 +13,11 @@ use toml::de::{DeTable, DeValue};
 use toml::{Spanned, Value};
 
 use crate::model::{
-    ClusterMode, Layer, Limits, Network, NetworkMode, Policy, ProgramRule, UidPool,
-    DEFAULT_AUDIT_LOG,
+    ClusterMode, CredentialsConfig, Entitlement, Layer, Limits, Network, NetworkMode, Policy,
+    ProgramRule, RoleRule, UidPool, DEFAULT_AUDIT_LOG,
 };
 use crate::request::{check_abs_path, clip, is_cluster_name, is_user_name};
+use crate::roles::{is_role_arn, MAX_SESSION_POLICY_CHARS};
 use crate::units::{parse_duration_ms, parse_size};
 
 /// One problem in a policy file.
@@ -72,6 +73,41 @@ struct PolicyFile {
     limits: LimitsFile,
     #[serde(default)]
     program: Vec<ProgramFile>,
+    credentials: Option<CredentialsFile>,
+    #[serde(default)]
+    entitlement: Vec<EntitlementFile>,
+    #[serde(default)]
+    role: Vec<RoleFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsFile {
+    region: Spanned<String>,
+    sts_endpoint: Option<Spanned<String>>,
+    task_endpoint_url: Option<Spanned<String>>,
+    duration: Option<Spanned<Value>>,
+    refresh_margin: Option<Spanned<Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntitlementFile {
+    #[serde(default)]
+    users: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
+    roles: Vec<Spanned<String>>,
+    default_role: Option<Spanned<String>>,
+    justification: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleFile {
+    arn: Spanned<String>,
+    session_policy: Option<Spanned<String>>,
+    justification: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -274,7 +310,177 @@ impl Check {
             network: self.network(&f.network),
             limits: self.limits(&f.limits),
             programs: self.programs(&f.program),
+            credentials: f.credentials.as_ref().map(|c| self.credentials(c)),
+            entitlements: self.entitlements(&f.entitlement, f.credentials.is_some()),
+            roles: self.roles(&f.role),
         }
+    }
+
+    fn credentials(&mut self, c: &CredentialsFile) -> CredentialsConfig {
+        let region = c.region.get_ref();
+        let region_ok = (1..=32).contains(&region.len())
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !region_ok {
+            let msg = format!(
+                "{:?} is not an AWS region: write one like \"us-east-1\"",
+                clip(region)
+            );
+            self.push(c.region.span(), "credentials.region", msg);
+        }
+        let sts_endpoint = c
+            .sts_endpoint
+            .as_ref()
+            .map(|u| self.url(u, "credentials.sts_endpoint"));
+        let task_endpoint_url =
+            (c.task_endpoint_url.as_ref()).map(|u| self.url(u, "credentials.task_endpoint_url"));
+        let duration = self.seconds(&c.duration, "duration", 3600);
+        if !(900..=3600).contains(&duration.0) {
+            let msg = format!(
+                "{} s is outside STS's range for these sessions: use 15m (STS's minimum) to 1h \
+                 (the limit for a role assumed from the worker's own role session)",
+                duration.0
+            );
+            self.push(duration.1, "credentials.duration", msg);
+        }
+        let margin = self.seconds(&c.refresh_margin, "refresh_margin", 300);
+        if margin.0 >= duration.0 {
+            let msg = format!(
+                "a refresh margin of {} s is not below the session duration of {} s: every \
+                 request would call STS again; use a smaller margin",
+                margin.0, duration.0
+            );
+            self.push(margin.1, "credentials.refresh_margin", msg);
+        }
+        CredentialsConfig {
+            region: region.clone(),
+            sts_endpoint,
+            task_endpoint_url,
+            duration_secs: u32::try_from(duration.0).unwrap_or(3600),
+            refresh_margin_secs: u32::try_from(margin.0).unwrap_or(0),
+        }
+    }
+
+    /// Seconds from an integer or a duration string, with the value's span.
+    fn seconds(
+        &mut self,
+        v: &Option<Spanned<Value>>,
+        name: &str,
+        default: u64,
+    ) -> (u64, Range<usize>) {
+        let Some(v) = v else { return (default, 0..0) };
+        let key = format!("credentials.{name}");
+        let parsed = match v.get_ref() {
+            Value::Integer(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
+            Value::String(s) => parse_duration_ms(s).map(|ms| ms / 1000),
+            other => Err(format!(
+                "expected an integer number of seconds or a string like \"15m\", found a {}",
+                other.type_str()
+            )),
+        };
+        match parsed {
+            Ok(n) => (n, v.span()),
+            Err(msg) => {
+                self.push(v.span(), key, msg);
+                (default, v.span())
+            }
+        }
+    }
+
+    fn url(&mut self, url: &Spanned<String>, key: &str) -> String {
+        let u = url.get_ref();
+        let ok = (u.starts_with("https://") || u.starts_with("http://"))
+            && u.len() <= 2048
+            && u.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            let msg = format!(
+                "{:?} is not a URL: write one like \"https://sts.us-east-1.amazonaws.com\"",
+                clip(u)
+            );
+            self.push(url.span(), key.to_owned(), msg);
+        }
+        u.clone()
+    }
+
+    fn role_arn(&mut self, arn: &Spanned<String>, key: String) {
+        if !is_role_arn(arn.get_ref()) {
+            let msg = format!(
+                "{:?} is not an IAM role ARN: write one like \
+                 \"arn:aws:iam::123456789012:role/data-reader\"",
+                clip(arn.get_ref())
+            );
+            self.push(arn.span(), key, msg);
+        }
+    }
+
+    fn entitlements(&mut self, files: &[EntitlementFile], configured: bool) -> Vec<Entitlement> {
+        let mut out = Vec::new();
+        for (i, e) in files.iter().enumerate() {
+            let key = format!("entitlement[{}]", i + 1);
+            if i == 0 && !configured {
+                let span = e.roles.first().map_or(0..0, |r| r.span());
+                let msg = "entitlements need a [credentials] section (region, duration) to be used: add one";
+                self.push(span, key.clone(), msg);
+            }
+            for (j, user) in e.users.iter().enumerate() {
+                self.user_name(user, format!("{key}.users[{}]", j + 1));
+            }
+            for (j, group) in e.groups.iter().enumerate() {
+                self.user_name(group, format!("{key}.groups[{}]", j + 1));
+            }
+            if e.users.is_empty() && e.groups.is_empty() {
+                let span = e.roles.first().map_or(0..0, |r| r.span());
+                let msg = "this entitlement applies to nobody: list users or groups";
+                self.push(span, format!("{key}.users"), msg);
+            }
+            if e.roles.is_empty() {
+                self.push(0..0, format!("{key}.roles"), "list at least one role ARN");
+            }
+            for (j, role) in e.roles.iter().enumerate() {
+                self.role_arn(role, format!("{key}.roles[{}]", j + 1));
+            }
+            if let Some(d) = &e.default_role {
+                if !e.roles.iter().any(|r| r.get_ref() == d.get_ref()) {
+                    let msg = format!(
+                        "default role {} is not one of this entitlement's roles: add it to roles",
+                        clip(d.get_ref())
+                    );
+                    self.push(d.span(), format!("{key}.default_role"), msg);
+                }
+            }
+            let _ = &e.justification;
+            out.push(Entitlement {
+                users: e.users.iter().map(|u| u.get_ref().clone()).collect(),
+                groups: e.groups.iter().map(|g| g.get_ref().clone()).collect(),
+                roles: e.roles.iter().map(|r| r.get_ref().clone()).collect(),
+                default_role: e.default_role.as_ref().map(|d| d.get_ref().clone()),
+            });
+        }
+        out
+    }
+
+    fn roles(&mut self, files: &[RoleFile]) -> Vec<RoleRule> {
+        let mut out: Vec<RoleRule> = Vec::new();
+        for (i, r) in files.iter().enumerate() {
+            let key = format!("role[{}]", i + 1);
+            self.role_arn(&r.arn, format!("{key}.arn"));
+            if out.iter().any(|o| o.arn == *r.arn.get_ref()) {
+                let msg = format!("role {} is listed twice: merge the two", r.arn.get_ref());
+                self.push(r.arn.span(), format!("{key}.arn"), msg);
+            }
+            if let Some(p) = &r.session_policy {
+                if let Err(msg) = check_session_policy(p.get_ref()) {
+                    self.push(p.span(), format!("{key}.session_policy"), msg);
+                }
+            }
+            let _ = &r.justification;
+            out.push(RoleRule {
+                arn: r.arn.get_ref().clone(),
+                session_policy: r.session_policy.as_ref().map(|p| p.get_ref().clone()),
+            });
+        }
+        out
     }
 
     fn mode(&mut self, mode: &Spanned<String>, user: Option<&Spanned<String>>) -> ClusterMode {
@@ -511,6 +717,21 @@ impl Check {
             });
         }
         rules
+    }
+}
+
+/// A session policy must be a JSON object within STS's size limit.
+fn check_session_policy(text: &str) -> Result<(), String> {
+    let chars = text.chars().count();
+    if chars > MAX_SESSION_POLICY_CHARS {
+        return Err(format!(
+            "the session policy is {chars} characters long: STS accepts at most {MAX_SESSION_POLICY_CHARS}"
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err("a session policy is a JSON object like {\"Version\": \"2012-10-17\", \"Statement\": [...]}".into()),
+        Err(e) => Err(format!("the session policy is not valid JSON: {e}")),
     }
 }
 

@@ -115,6 +115,9 @@ fn full_policy_parses_into_every_field() {
                 justification: None,
             },
         ],
+        credentials: None,
+        entitlements: vec![],
+        roles: vec![],
     };
     assert_eq!(Policy::parse(FULL, "full.toml").unwrap(), want);
 }
@@ -176,7 +179,7 @@ fn each_kind_of_error_reports_line_column_and_key() {
         (
             "unknown top-level key",
             edit("cluster", "cluster = \"c1\"\nowner = \"me\""),
-            vec!["p.toml:2:1: owner: unknown field `owner`, expected one of `cluster`, `mode`, `assigned_user`, `sandbox`, `network`, `limits`, `program`"],
+            vec!["p.toml:2:1: owner: unknown field `owner`, expected one of `cluster`, `mode`, `assigned_user`, `sandbox`, `network`, `limits`, `program`, `credentials`, `entitlement`, `role`"],
         ),
         (
             "missing table",
