@@ -6,7 +6,9 @@ use std::os::unix::fs::{chown, DirBuilderExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use airlock_policy::{Decision, Limits, RequestShape, RequestedLimits, TaskRequest};
+use airlock_policy::{
+    Decision, Limits, RequestShape, RequestedLimits, RoleDecision, RoleRequest, TaskRequest,
+};
 use airlock_protocol::v1::{RunTaskRequest, TaskInfo, TaskState};
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +30,12 @@ pub enum AdmitError {
     /// Every uid of the pool is in use.
     #[error("all {0} task uids of this worker are in use; retry when a task ends")]
     PoolExhausted(usize),
+    /// The role ARN is malformed.
+    #[error("role {0:?} is not an IAM role ARN: write one like arn:aws:iam::123456789012:role/data-reader")]
+    RoleArn(String),
+    /// The SAML assertion cannot be used.
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialError),
     /// The scratch dir could not be made.
     #[error("could not create the task's scratch dir {path}")]
     Scratch {
@@ -57,6 +65,8 @@ pub struct Admitted {
     pub policy: Arc<LoadedPolicy>,
     /// Start time, Unix ms.
     pub started_at_ms: u64,
+    /// The AWS role the task gets credentials for, if any.
+    pub grant: Option<crate::credentials::Grant>,
 }
 
 /// Admits `req` or says why not.
@@ -97,6 +107,15 @@ pub fn admit(
         Decision::Allow(a) => (Some(a.limits), None),
         Decision::Deny(d) => (None, Some(d.reason.as_str())),
     };
+    let (grant, role_denial) = decide_role(&policy.policy, &req)?;
+    let (limits, reason) = match &role_denial {
+        Some(denial) if limits.is_some() => (None, Some(denial.as_str())),
+        _ => (limits, reason),
+    };
+    let role_arn = match &grant {
+        Some(g) => Some(g.role_arn.as_str()),
+        None => Some(req.role_arn.as_str()).filter(|r| !r.is_empty()),
+    };
     sup.audit.record(&AuditEvent::Admission {
         task_id: &id,
         user: &req.user,
@@ -107,6 +126,7 @@ pub fn admit(
         decision: if limits.is_some() { "allow" } else { "deny" },
         reason,
         driver_uid,
+        role_arn,
     });
     let Some(limits) = limits else {
         return Err(AdmitError::Denied(reason.unwrap_or_default().to_string()));
@@ -160,6 +180,47 @@ pub fn admit(
         cancel,
         policy,
         started_at_ms,
+        grant,
+    })
+}
+
+/// The role the task gets: from the SAML assertion's roles when the request
+/// carries one, else from the policy's entitlements. A denial is a reason.
+fn decide_role(
+    policy: &airlock_policy::Policy,
+    req: &RunTaskRequest,
+) -> Result<(Option<crate::credentials::Grant>, Option<String>), AdmitError> {
+    if !req.role_arn.is_empty() && !airlock_policy::is_role_arn(&req.role_arn) {
+        let clipped: String = req.role_arn.chars().take(64).collect();
+        return Err(AdmitError::RoleArn(clipped));
+    }
+    let saml = match req.saml_assertion.is_empty() {
+        true => None,
+        false => Some(crate::credentials::saml::SamlAssertion::parse(
+            &req.saml_assertion,
+        )?),
+    };
+    let saml_roles = saml.as_ref().map(|s| s.role_arns());
+    let decision = policy.decide_role(&RoleRequest {
+        user: &req.user,
+        groups: &req.groups,
+        role: Some(req.role_arn.as_str()).filter(|r| !r.is_empty()),
+        saml_roles: saml_roles.as_deref(),
+    });
+    Ok(match decision {
+        RoleDecision::NoCredentials => (None, None),
+        RoleDecision::Assume {
+            role_arn,
+            session_policy,
+        } => (
+            Some(crate::credentials::Grant {
+                role_arn,
+                session_policy,
+                saml,
+            }),
+            None,
+        ),
+        RoleDecision::Deny(denial) => (None, Some(denial.reason)),
     })
 }
 

@@ -46,6 +46,9 @@ pub enum AuditEvent<'a> {
         /// The driver's uid on the Unix socket, when known.
         #[serde(skip_serializing_if = "Option::is_none")]
         driver_uid: Option<u32>,
+        /// The IAM role asked for or granted, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role_arn: Option<&'a str>,
     },
     /// A task ended and was purged.
     TaskEnd {
@@ -73,6 +76,24 @@ pub enum AuditEvent<'a> {
         signal: Option<i32>,
         /// What purge cleaned.
         cleaned: &'a crate::purge::Cleaned,
+        /// The AWS session the task had: role, assumed-role ARN, session
+        /// name and source identity (never keys).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        credentials: Option<&'a crate::credentials::broker::Attribution>,
+    },
+    /// One STS call made for tasks (never keys).
+    CredentialsIssued {
+        /// AssumeRole or AssumeRoleWithSAML.
+        operation: &'static str,
+        /// Whether it renewed a session tasks were holding.
+        refresh: bool,
+        /// The user.
+        user: &'a str,
+        /// Role, assumed-role ARN, session name and source identity.
+        #[serde(flatten)]
+        attribution: &'a crate::credentials::broker::Attribution,
+        /// When the session expires, RFC 3339.
+        expiration: &'a str,
     },
 }
 

@@ -107,6 +107,17 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         tracing::warn!(killed, removed, "cleaned up after a previous run");
     }
     let loaded = LoadedPolicy::new(policy).context("load policy programs")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let credentials = match &loaded.policy.credentials {
+        Some(config) => Some(Arc::new(
+            runtime
+                .block_on(crate::credentials::CredentialService::new(config.clone()))
+                .context("start the credentials endpoint")?,
+        )),
+        None => None,
+    };
     let sup = Arc::new(Supervisor {
         uids: crate::uids::UidPool::new(loaded.policy.uid_pool.first, loaded.policy.uid_pool.count),
         policy: Arc::new(loaded),
@@ -119,6 +130,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         },
         tasks: std::sync::Mutex::new(Registry::default()),
         shutdown: CancellationToken::new(),
+        credentials,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -333,6 +345,15 @@ async fn serve(sup: Arc<Supervisor>, args: &Args) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some(credentials) = &sup.credentials {
+        if let Some(listener) = credentials.take_listener() {
+            tracing::info!(
+                port = credentials.port(),
+                "serving task credentials on 127.0.0.1"
+            );
+            tokio::spawn(crate::credentials::endpoint::serve(sup.clone(), listener));
+        }
+    }
     wait_for_signal().await;
     tracing::info!("shutting down: cancelling every task");
     health_reporter
@@ -345,6 +366,11 @@ async fn serve(sup: Arc<Supervisor>, args: &Args) -> anyhow::Result<()> {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Every task has been purged (or the wait gave up): no token may
+    // outlive the supervisor, no session its memory.
+    if let Some(credentials) = &sup.credentials {
+        credentials.purge_all();
     }
     stop.cancel();
     // Idle client connections would hold a graceful shutdown open forever:

@@ -6,6 +6,7 @@
 pub mod admit;
 pub mod audit;
 pub mod client;
+pub mod credentials;
 pub mod daemon;
 pub mod exec_index;
 pub mod launch;

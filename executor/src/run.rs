@@ -22,6 +22,7 @@ use tonic::Status;
 
 use crate::admit::Admitted;
 use crate::audit::AuditEvent;
+use crate::credentials::TaskCredentials;
 use crate::launch::plan::{LaunchPlan, NetPlan, Report, Rlimits};
 use crate::supervisor::Supervisor;
 
@@ -37,7 +38,12 @@ pub async fn run(sup: Arc<Supervisor>, task: Admitted, events: EventSender) {
         tracing::info_span!("task", task_id = %task.id, user = %task.request.user, uid = task.uid);
     let _enter = span.enter();
     drop(_enter);
-    let exited = match execute(&sup, &task, &events).await {
+    let creds = crate::credentials::for_task(&sup, &task).await;
+    let exited = match &creds {
+        Ok(creds) => execute(&sup, &task, &events, creds.as_ref()).await,
+        Err(err) => Ok(crate::credentials::spawn_failed(err)),
+    };
+    let exited = match exited {
         Ok(exited) => exited,
         Err(err) => {
             tracing::error!(task_id = %task.id, ?err, "failed to start the launcher");
@@ -49,10 +55,15 @@ pub async fn run(sup: Arc<Supervisor>, task: Admitted, events: EventSender) {
             }
         }
     };
+    // The task's token stops working before anything else is purged.
+    if let Some(service) = &sup.credentials {
+        service.revoke(&task.id);
+    }
     let mut cleaned = crate::purge::Cleaned {
         scratch_removed: crate::purge::remove_scratch(&task.scratch),
         ..Default::default()
     };
+    let attribution = crate::credentials::finish(&sup, creds);
     if crate::purge::clear_uid(task.uid, &mut cleaned).await {
         sup.uids.release(task.uid);
         cleaned.uid_released = true;
@@ -72,6 +83,7 @@ pub async fn run(sup: Arc<Supervisor>, task: Admitted, events: EventSender) {
         exit_code: exited.exit_code,
         signal: exited.signal,
         cleaned: &cleaned,
+        credentials: attribution.as_ref(),
     });
     tracing::info!(task_id = %task.id, reason = reason_name(exited.reason), code = ?exited.exit_code, signal = ?exited.signal, "task ended");
     {
@@ -107,7 +119,7 @@ pub fn reason_name(reason: i32) -> &'static str {
     }
 }
 
-fn plan_for(sup: &Supervisor, task: &Admitted) -> LaunchPlan {
+fn plan_for(sup: &Supervisor, task: &Admitted, creds: Option<&TaskCredentials>) -> LaunchPlan {
     let req = &task.request;
     let policy = &task.policy;
     let mut argv = vec![req.program.clone()];
@@ -131,10 +143,16 @@ fn plan_for(sup: &Supervisor, task: &Admitted) -> LaunchPlan {
         .collect();
     extra.sort();
     env.extend(extra);
+    if let Some(creds) = creds {
+        env.extend(creds.env.iter().cloned());
+    }
     let (network, seccomp) = match policy.policy.network.mode {
         airlock_policy::NetworkMode::Host => (
             NetPlan::Host {
-                connect_tcp: policy.policy.network.connect_tcp.clone(),
+                connect_tcp: crate::credentials::connect_ports(
+                    &policy.policy.network.connect_tcp,
+                    creds,
+                ),
             },
             sup.seccomp.host_net.clone(),
         ),
@@ -182,8 +200,9 @@ async fn execute(
     sup: &Supervisor,
     task: &Admitted,
     events: &EventSender,
+    creds: Option<&TaskCredentials>,
 ) -> std::io::Result<Exited> {
-    let plan = serde_json::to_vec(&plan_for(sup, task)).map_err(std::io::Error::other)?;
+    let plan = serde_json::to_vec(&plan_for(sup, task, creds)).map_err(std::io::Error::other)?;
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let mut cmd = tokio::process::Command::new(&sup.host.launcher);
     cmd.env_clear()
@@ -238,6 +257,7 @@ async fn execute(
                                 layers,
                                 landlock_abi: landlock_abi as u32,
                                 limits: Some(wire_limits(&task.limits)),
+                                ..crate::credentials::started(creds)
                             };
                             if events.send(Ok(event(task_event::Event::Started(started)))).await.is_err() {
                                 client_gone.notify_one();
@@ -295,7 +315,13 @@ async fn execute(
         use std::os::unix::process::ExitStatusExt;
         exit = Some((status.code().filter(|_| failure.is_none()), status.signal()));
     }
-    Ok(outcome(task, sup.shutdown.is_cancelled(), killed, failure, exit.unwrap_or((None, None))))
+    Ok(outcome(
+        task,
+        sup.shutdown.is_cancelled(),
+        killed,
+        failure,
+        exit.unwrap_or((None, None)),
+    ))
 }
 
 fn outcome(

@@ -131,6 +131,9 @@ pub struct Supervisor {
     pub tasks: Mutex<Registry>,
     /// Cancelled on shutdown: every task is cancelled with it.
     pub shutdown: CancellationToken,
+    /// AWS credentials for tasks; `None` when the policy has no
+    /// `[credentials]` section.
+    pub credentials: Option<Arc<crate::credentials::CredentialService>>,
 }
 
 impl Supervisor {

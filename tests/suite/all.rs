@@ -9,6 +9,7 @@
 
 mod harness;
 
+mod credentials;
 mod exec_allowlist;
 mod isolation;
 mod lifecycle;

@@ -50,6 +50,12 @@ pub struct Opts {
     pub limits: &'static str,
     pub extra_programs: &'static str,
     pub tcp_listen: bool,
+    /// Appended to the policy (e.g. `[credentials]` and entitlements).
+    pub extra_policy: String,
+    /// Added to `[sandbox] read_only`.
+    pub extra_read_only: Vec<String>,
+    /// Extra environment of airlockd itself (e.g. its AWS identity).
+    pub env: Vec<(String, String)>,
     /// A dir with ca.pem, server.pem, server.key: the tcp listener uses mTLS.
     pub tls_dir: Option<PathBuf>,
 }
@@ -62,6 +68,9 @@ impl Default for Opts {
             limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"1MiB\"\ntmp = \"16MiB\"\n",
             extra_programs: "",
             tcp_listen: false,
+            extra_policy: String::new(),
+            extra_read_only: vec![],
+            env: vec![],
             tls_dir: None,
         }
     }
@@ -77,6 +86,8 @@ pub struct Daemon {
     pub uid_first: u32,
     pub tcp_port: Option<u16>,
     pub config: PathBuf,
+    /// airlockd's extra environment, kept for `restart`.
+    pub env: Vec<(String, String)>,
 }
 
 pub const UID_COUNT: u32 = 50;
@@ -119,7 +130,7 @@ uid_first = {uid_first}
 uid_count = {UID_COUNT}
 scratch_root = "{scratch}"
 audit_log = "{audit}"
-read_only = ["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/etc"]
+read_only = ["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/etc"{read_only}]
 
 [network]
 mode = "{network}"
@@ -129,17 +140,25 @@ mode = "{network}"
 [[program]]
 path = "/usr/bin/python3"
 {extra}
+{extra_policy}
 "#,
             scratch = scratch_root.display(),
             audit = audit_log.display(),
             network = opts.network,
             limits = opts.limits,
             extra = opts.extra_programs,
+            extra_policy = opts.extra_policy,
+            read_only = opts
+                .extra_read_only
+                .iter()
+                .map(|p| format!(", {p:?}"))
+                .collect::<String>(),
         );
         let config = dir.path().join("policy.toml");
         std::fs::write(&config, policy).unwrap();
         let tcp_port = opts.tcp_listen.then(free_port);
         let mut cmd = Command::new(bin_dir().join("airlockd"));
+        cmd.envs(opts.env.iter().cloned());
         cmd.arg("--config")
             .arg(&config)
             .arg("--listen")
@@ -173,6 +192,7 @@ path = "/usr/bin/python3"
             uid_first,
             tcp_port,
             config,
+            env: opts.env.clone(),
         };
         daemon.wait_ready();
         daemon
@@ -211,6 +231,7 @@ path = "/usr/bin/python3"
             .open(self.dir.path().join("airlockd.log"))
             .unwrap();
         let child = Command::new(bin_dir().join("airlockd"))
+            .envs(self.env.iter().cloned())
             .arg("--config")
             .arg(&self.config)
             .arg("--listen")

@@ -162,6 +162,14 @@ struct RunArgs {
     /// Most output (stdout and stderr together) the task may produce.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     output: Option<u64>,
+    /// IAM role ARN the task gets AWS credentials for. Default: the user's
+    /// default role in the policy, if any.
+    #[arg(long, value_name = "ARN")]
+    role: Option<String>,
+    /// File holding the user's SAML assertion (the base64 SAMLResponse from
+    /// the identity provider); its roles are then the user's entitlements.
+    #[arg(long, value_name = "FILE")]
+    saml_assertion_file: Option<PathBuf>,
     /// Do not read stdin; the task gets an empty one.
     #[arg(short = 'n', long)]
     no_stdin: bool,
@@ -424,6 +432,14 @@ impl RunState {
                 started.layers.join(", "),
                 started.landlock_abi
             );
+            if !started.role_arn.is_empty() {
+                note!(
+                    "AWS credentials: role {} as session {} (source identity {})",
+                    started.assumed_role_arn,
+                    started.session_name,
+                    started.source_identity
+                );
+            }
         }
         if self.cancel_requested {
             self.send_cancel();
@@ -589,6 +605,15 @@ fn build_request(args: &RunArgs, stdin: Vec<u8>) -> anyhow::Result<RunTaskReques
         output_bytes: args.output,
     };
     let any_limit = limits != Limits::default();
+    let saml_assertion = match &args.saml_assertion_file {
+        Some(path) => {
+            let text = std::fs::read(path)
+                .with_context(|| format!("read --saml-assertion-file {}", path.display()))?;
+            // The file may end in a newline; base64 has no whitespace.
+            text.trim_ascii().to_vec()
+        }
+        None => Vec::new(),
+    };
     Ok(RunTaskRequest {
         task_id: args.id.clone().unwrap_or_default(),
         user: args.user.clone(),
@@ -599,6 +624,8 @@ fn build_request(args: &RunArgs, stdin: Vec<u8>) -> anyhow::Result<RunTaskReques
         stdin,
         timeout_ms,
         limits: any_limit.then_some(limits),
+        role_arn: args.role.clone().unwrap_or_default(),
+        saml_assertion,
     })
 }
 

@@ -34,6 +34,7 @@ impl From<AdmitError> for Status {
         match err {
             AdmitError::Invalid(_) => Status::invalid_argument(text),
             AdmitError::Denied(_) => Status::permission_denied(text),
+            AdmitError::RoleArn(_) | AdmitError::Credentials(_) => Status::invalid_argument(text),
             AdmitError::Duplicate(_) => Status::already_exists(text),
             AdmitError::PoolExhausted(_) => Status::resource_exhausted(text),
             AdmitError::Scratch { .. } => {

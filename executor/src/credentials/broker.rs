@@ -1,0 +1,454 @@
+//! The broker: STS sessions for tasks, one per (user, role, session policy)
+//! while tasks hold it.
+//!
+//! airlockd's own identity is the worker's *meta* identity from the default
+//! credential chain (the instance profile in production; keys in airlockd's
+//! environment in tests, which tasks never see: their environment is built
+//! from scratch). From it the broker calls `AssumeRole` into the *data*
+//! role, with RoleSessionName and SourceIdentity carrying the user
+//! ([`super::sts_name`]), so CloudTrail attributes every access; or
+//! `AssumeRoleWithSAML` with the user's assertion.
+//!
+//! Sharing: overlapping tasks of one user and role share one session (one
+//! STS call): the first task's `acquire` calls STS while holding the
+//! entry's lock, the others wait for it and reuse the result. The entry is
+//! dropped, and its keys zeroized, when the last task holding it releases
+//! it. While held, a session is refreshed from STS on use once it is within
+//! `credentials.refresh_margin` of its expiry.
+//!
+//! Every STS call is counted and audited (`credentials_issued`), never with
+//! keys.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use airlock_policy::CredentialsConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::primitives::{DateTime, DateTimeFormat};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use super::{clip, CredentialError, Secret};
+use crate::audit::{AuditEvent, AuditLog};
+
+/// What one cached session is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseKey {
+    /// The user.
+    pub user: String,
+    /// The role.
+    pub role_arn: String,
+    /// The session policy.
+    pub session_policy: Option<String>,
+    /// Whether the session comes from the user's SAML assertion.
+    pub saml: bool,
+}
+
+/// How the session is obtained.
+pub enum Source {
+    /// `AssumeRole` from airlockd's own identity.
+    AssumeRole {
+        /// RoleSessionName.
+        session_name: String,
+        /// SourceIdentity.
+        source_identity: String,
+    },
+    /// `AssumeRoleWithSAML`.
+    Saml {
+        /// The base64 SAMLResponse.
+        assertion: Secret,
+        /// The SAML provider ARN paired with the role.
+        principal_arn: String,
+        /// The assertion's RoleSessionName.
+        session_name: String,
+        /// The assertion's SourceIdentity.
+        source_identity: Option<String>,
+    },
+}
+
+/// Which session a task got: what CloudTrail will show. No secrets.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Attribution {
+    /// The role asked for.
+    pub role_arn: String,
+    /// The STS assumed-role ARN.
+    pub assumed_role_arn: String,
+    /// RoleSessionName.
+    pub session_name: String,
+    /// SourceIdentity (empty when none).
+    pub source_identity: String,
+}
+
+/// One STS session's keys.
+struct Session {
+    access_key_id: Secret,
+    secret_access_key: Secret,
+    session_token: Secret,
+    expiration: DateTime,
+    attribution: Attribution,
+}
+
+/// A cached session and how to renew it.
+pub struct Entry {
+    key: LeaseKey,
+    source: Source,
+    session: tokio::sync::Mutex<Option<Session>>,
+}
+
+/// STS client, cache and counter.
+pub struct Broker {
+    sts: aws_sdk_sts::Client,
+    endpoint: String,
+    duration_secs: i32,
+    refresh_margin: Duration,
+    cache: Mutex<HashMap<LeaseKey, (Arc<Entry>, usize)>>,
+    sts_calls: AtomicU64,
+}
+
+impl Broker {
+    /// An STS client for `config`'s region and endpoint, over rustls with
+    /// ring, signing with the default credential chain.
+    pub async fn new(config: &CredentialsConfig) -> Self {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(config.region.clone()))
+            .http_client(http)
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(30))
+                    .connect_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .load()
+            .await;
+        let mut sts = aws_sdk_sts::config::Builder::from(&sdk);
+        if let Some(url) = &config.sts_endpoint {
+            sts = sts.endpoint_url(url);
+        }
+        Self {
+            sts: aws_sdk_sts::Client::from_conf(sts.build()),
+            endpoint: config
+                .sts_endpoint
+                .clone()
+                .unwrap_or_else(|| format!("sts.{}.amazonaws.com", config.region)),
+            duration_secs: i32::try_from(config.duration_secs).unwrap_or(3600),
+            refresh_margin: Duration::from_secs(u64::from(config.refresh_margin_secs)),
+            cache: Mutex::new(HashMap::new()),
+            sts_calls: AtomicU64::new(0),
+        }
+    }
+
+    /// STS calls made so far.
+    pub fn sts_calls(&self) -> u64 {
+        self.sts_calls.load(Ordering::Relaxed)
+    }
+
+    /// Holds the session for `key`, getting it from STS unless a task of
+    /// the same user, role and session policy holds a fresh one.
+    pub async fn acquire(
+        &self,
+        audit: &AuditLog,
+        key: LeaseKey,
+        source: Source,
+    ) -> Result<(Arc<Entry>, Attribution), CredentialError> {
+        let entry = {
+            let mut cache = self.cache_lock();
+            let slot = cache.entry(key.clone()).or_insert_with(|| {
+                let entry = Entry {
+                    key,
+                    source,
+                    session: tokio::sync::Mutex::new(None),
+                };
+                (Arc::new(entry), 0)
+            });
+            slot.1 += 1;
+            slot.0.clone()
+        };
+        let attribution = {
+            let mut session = entry.session.lock().await;
+            self.fresh(audit, &entry, &mut session)
+                .await
+                .map(|s| s.attribution.clone())
+        };
+        match attribution {
+            Ok(a) => Ok((entry, a)),
+            Err(err) => {
+                self.release(entry);
+                Err(err)
+            }
+        }
+    }
+
+    /// Lets go of a session; the last holder drops it (zeroized).
+    pub fn release(&self, entry: Arc<Entry>) {
+        let mut cache = self.cache_lock();
+        let last = match cache.get_mut(&entry.key) {
+            Some(slot) if Arc::ptr_eq(&slot.0, &entry) => {
+                slot.1 = slot.1.saturating_sub(1);
+                slot.1 == 0
+            }
+            _ => false,
+        };
+        if last {
+            cache.remove(&entry.key);
+            // Zeroize now, unless a request being served still holds the
+            // lock; then the keys go when it drops the entry.
+            if let Ok(mut session) = entry.session.try_lock() {
+                *session = None;
+            }
+        }
+    }
+
+    /// Drops every session (shutdown).
+    pub fn purge_all(&self) {
+        let drained: Vec<_> = self.cache_lock().drain().collect();
+        for (_, (entry, _)) in drained {
+            if let Ok(mut session) = entry.session.try_lock() {
+                *session = None;
+            }
+        }
+    }
+
+    /// The container-credentials JSON for `entry`, refreshed if due.
+    pub async fn container_json(
+        &self,
+        audit: &AuditLog,
+        entry: &Entry,
+    ) -> Result<Zeroizing<String>, CredentialError> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Body<'a> {
+            access_key_id: &'a str,
+            secret_access_key: &'a str,
+            token: &'a str,
+            expiration: &'a str,
+        }
+        let mut guard = entry.session.lock().await;
+        let s = self.fresh(audit, entry, &mut guard).await?;
+        let expiration = rfc3339(&s.expiration);
+        let body = serde_json::to_string(&Body {
+            access_key_id: s.access_key_id.expose(),
+            secret_access_key: s.secret_access_key.expose(),
+            token: s.session_token.expose(),
+            expiration: &expiration,
+        })
+        .map_err(|e| CredentialError::Sts {
+            role_arn: entry.key.role_arn.clone(),
+            code: "serialize".into(),
+            detail: e.to_string(),
+        })?;
+        Ok(Zeroizing::new(body))
+    }
+
+    /// A shared-credentials file (INI) for `entry`.
+    pub async fn credentials_file(
+        &self,
+        audit: &AuditLog,
+        entry: &Entry,
+    ) -> Result<Zeroizing<String>, CredentialError> {
+        let mut guard = entry.session.lock().await;
+        let s = self.fresh(audit, entry, &mut guard).await?;
+        Ok(Zeroizing::new(format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\naws_session_token = {}\n",
+            s.access_key_id.expose(),
+            s.secret_access_key.expose(),
+            s.session_token.expose()
+        )))
+    }
+
+    /// The session in `slot`, from STS when there is none or it is within
+    /// the refresh margin of its expiry. A failed refresh keeps serving the
+    /// old session until it expires.
+    async fn fresh<'s>(
+        &self,
+        audit: &AuditLog,
+        entry: &Entry,
+        slot: &'s mut Option<Session>,
+    ) -> Result<&'s Session, CredentialError> {
+        let now = SystemTime::now();
+        let due = |s: &Session| {
+            SystemTime::try_from(s.expiration).map_or(true, |exp| now + self.refresh_margin >= exp)
+        };
+        let expired =
+            |s: &Session| SystemTime::try_from(s.expiration).map_or(true, |exp| now >= exp);
+        if slot.as_ref().is_none_or(due) {
+            let refresh = slot.is_some();
+            match self.call_sts(audit, entry, refresh).await {
+                Ok(session) => *slot = Some(session),
+                Err(err) => match slot {
+                    Some(old) if !expired(old) => {
+                        tracing::error!(role = %entry.key.role_arn, user = %entry.key.user, %err, "credential refresh failed; serving the current session until it expires");
+                    }
+                    _ => return Err(err),
+                },
+            }
+        }
+        slot.as_ref().ok_or(CredentialError::NotConfigured)
+    }
+
+    async fn call_sts(
+        &self,
+        audit: &AuditLog,
+        entry: &Entry,
+        refresh: bool,
+    ) -> Result<Session, CredentialError> {
+        self.sts_calls.fetch_add(1, Ordering::Relaxed);
+        let key = &entry.key;
+        let (operation, creds, assumed, session_name, source_identity) = match &entry.source {
+            Source::AssumeRole {
+                session_name,
+                source_identity,
+            } => {
+                let out = self
+                    .sts
+                    .assume_role()
+                    .role_arn(&key.role_arn)
+                    .role_session_name(session_name)
+                    .source_identity(source_identity)
+                    .duration_seconds(self.duration_secs)
+                    .set_policy(key.session_policy.clone())
+                    .send()
+                    .await
+                    .map_err(|e| self.error(e, &key.role_arn, "this worker's identity"))?;
+                (
+                    "AssumeRole",
+                    out.credentials,
+                    out.assumed_role_user.map(|u| u.arn),
+                    session_name.clone(),
+                    out.source_identity
+                        .unwrap_or_else(|| source_identity.clone()),
+                )
+            }
+            Source::Saml {
+                assertion,
+                principal_arn,
+                session_name,
+                source_identity,
+            } => {
+                let out = self
+                    .sts
+                    .assume_role_with_saml()
+                    .role_arn(&key.role_arn)
+                    .principal_arn(principal_arn)
+                    .saml_assertion(assertion.expose())
+                    .duration_seconds(self.duration_secs)
+                    .set_policy(key.session_policy.clone())
+                    .send()
+                    .await
+                    .map_err(|e| self.error(e, &key.role_arn, "the SAML provider"))?;
+                (
+                    "AssumeRoleWithSAML",
+                    out.credentials,
+                    out.assumed_role_user.map(|u| u.arn),
+                    session_name.clone(),
+                    out.source_identity
+                        .or_else(|| source_identity.clone())
+                        .unwrap_or_default(),
+                )
+            }
+        };
+        let creds = creds.ok_or_else(|| CredentialError::Sts {
+            role_arn: key.role_arn.clone(),
+            code: "NoCredentials".into(),
+            detail: "the answer carried no credentials".into(),
+        })?;
+        let attribution = Attribution {
+            role_arn: key.role_arn.clone(),
+            assumed_role_arn: assumed.unwrap_or_default(),
+            session_name,
+            source_identity,
+        };
+        audit.record(&AuditEvent::CredentialsIssued {
+            operation,
+            refresh,
+            user: &key.user,
+            attribution: &attribution,
+            expiration: &rfc3339(&creds.expiration),
+        });
+        tracing::info!(user = %key.user, role = %key.role_arn, operation, refresh, "credentials issued");
+        Ok(Session {
+            access_key_id: Secret::new(creds.access_key_id),
+            secret_access_key: Secret::new(creds.secret_access_key),
+            session_token: Secret::new(creds.session_token),
+            expiration: creds.expiration,
+            attribution,
+        })
+    }
+
+    /// An STS failure as the error a person can act on. The Rust SDK cannot
+    /// parse every STS-compatible service's error body (moto's AccessDenied
+    /// among them), so HTTP 403 counts as access denied whatever the body.
+    fn error<E>(&self, err: SdkError<E>, role_arn: &str, who: &'static str) -> CredentialError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let code = err.code().unwrap_or_default().to_owned();
+        let detail = clip(err.message().unwrap_or_default());
+        let role_arn = role_arn.to_owned();
+        match (code.as_str(), status) {
+            ("AccessDenied" | "AccessDeniedException", _) | (_, Some(403)) => {
+                CredentialError::AccessDenied { role_arn, who }
+            }
+            (
+                "InvalidIdentityToken"
+                | "IDPRejectedClaim"
+                | "ExpiredToken"
+                | "IDPCommunicationError",
+                _,
+            ) => CredentialError::InvalidIdentityToken { code, detail },
+            ("ValidationError" | "MalformedPolicyDocument" | "PackedPolicyTooLarge", _) => {
+                CredentialError::Validation { role_arn, detail }
+            }
+            _ => match err {
+                SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                    CredentialError::Unreachable {
+                        endpoint: self.endpoint.clone(),
+                        detail: clip(&error_chain(&err)),
+                    }
+                }
+                _ => CredentialError::Sts {
+                    role_arn,
+                    code: if code.is_empty() {
+                        status.map_or_else(|| "unknown".to_owned(), |s| format!("HTTP {s}"))
+                    } else {
+                        code
+                    },
+                    detail,
+                },
+            },
+        }
+    }
+
+    fn cache_lock(&self) -> std::sync::MutexGuard<'_, HashMap<LeaseKey, (Arc<Entry>, usize)>> {
+        match self.cache.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// The error and its sources, one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// RFC 3339 in UTC ending in `Z` (the Rust SDK rejects `+00:00`).
+fn rfc3339(t: &DateTime) -> String {
+    t.fmt(DateTimeFormat::DateTime)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
