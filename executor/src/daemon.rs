@@ -71,7 +71,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         std::fs::read_to_string(&args.config).with_context(|| format!("read policy {origin}"))?;
     let policy =
         Policy::parse(&text, &origin).map_err(|errs| anyhow::anyhow!("invalid policy:\n{errs}"))?;
-    let landlock_abi = check_layers(&policy)?;
+    let layers = check_layers(&policy)?;
     let seccomp = crate::seccomp_profile::compile()?;
     let netns = EmptyNetns::create()
         .context("create the empty network namespace for tasks without network")?;
@@ -124,7 +124,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         audit,
         seccomp,
         host: HostFacts {
-            landlock_abi,
+            landlock_abi: layers.landlock_abi,
+            seccomp: layers.seccomp,
             empty_netns: netns.path(),
             launcher,
         },
@@ -132,21 +133,38 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         shutdown: CancellationToken::new(),
         credentials,
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let result = runtime.block_on(serve(sup, &args));
     drop(netns);
     result
 }
 
-/// Probes Landlock and seccomp; fails naming each required layer this
-/// kernel lacks. Returns the Landlock ABI to use (0 when Landlock is off and
-/// the policy allows that).
-fn check_layers(policy: &Policy) -> anyhow::Result<i32> {
+/// Probes Landlock and seccomp and checks them against the policy.
+fn check_layers(policy: &Policy) -> anyhow::Result<Layers> {
     let abi = crate::sys::landlock_abi();
-    let seccomp_ok = std::fs::read_to_string("/proc/self/status")
+    let seccomp = std::fs::read_to_string("/proc/self/status")
         .is_ok_and(|s| s.contains("\nSeccomp_filters:"));
+    let layers = layers_to_use(&policy.best_effort, abi, seccomp).map_err(anyhow::Error::msg)?;
+    for layer in &layers.missing {
+        tracing::warn!(%layer, "sandbox layer unavailable on this host; running without it as the policy's best_effort allows");
+    }
+    tracing::info!(landlock_abi = abi, seccomp, "sandbox layers available");
+    Ok(layers)
+}
+
+/// What the sandbox will use on this host.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Layers {
+    /// The Landlock ABI to build rulesets for; 0: no Landlock.
+    pub landlock_abi: i32,
+    /// Whether to install seccomp filters.
+    pub seccomp: bool,
+    /// Layers missing here that the policy allows to be missing.
+    pub missing: Vec<Layer>,
+}
+
+/// Decides which layers to use given what the kernel has: an error naming
+/// every missing layer the policy requires, with what it needs.
+pub fn layers_to_use(best_effort: &[Layer], abi: i32, seccomp: bool) -> Result<Layers, String> {
     let needs = [
         (
             Layer::LandlockFs,
@@ -165,36 +183,34 @@ fn check_layers(policy: &Policy) -> anyhow::Result<i32> {
         ),
         (
             Layer::Seccomp,
-            seccomp_ok,
+            seccomp,
             "seccomp filters (CONFIG_SECCOMP_FILTER)",
         ),
     ];
+    let mut required = Vec::new();
     let mut missing = Vec::new();
     for (layer, present, what) in needs {
         if present {
             continue;
         }
-        if policy.best_effort.contains(&layer) {
-            tracing::warn!(%layer, "sandbox layer unavailable on this host; running without it as the policy's best_effort allows");
+        if best_effort.contains(&layer) {
+            missing.push(layer);
         } else {
-            missing.push(format!("  {layer}: needs {what}"));
+            required.push(format!("  {layer}: needs {what}"));
         }
     }
-    if !missing.is_empty() {
-        bail!(
+    if !required.is_empty() {
+        return Err(format!(
             "this host lacks sandbox layers the policy requires (kernel Landlock ABI {abi}):\n{}\n\
              Run on a newer kernel, or list the layer under [sandbox] best_effort in the policy to accept running without it.",
-            missing.join("\n")
-        );
+            required.join("\n")
+        ));
     }
-    tracing::info!(landlock_abi = abi, "sandbox layers available");
-    Ok(
-        if policy.best_effort.contains(&Layer::LandlockFs) && abi < 1 {
-            0
-        } else {
-            abi
-        },
-    )
+    Ok(Layers {
+        landlock_abi: abi.max(0),
+        seccomp,
+        missing,
+    })
 }
 
 /// The scratch root: root-owned 0711, so a task can reach its own dir by
@@ -452,5 +468,54 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_to_start_naming_each_missing_required_layer() {
+        let err = layers_to_use(&[], 3, false).unwrap_err();
+        assert!(err.contains("landlock-net: needs Landlock ABI 4"), "{err}");
+        assert!(
+            err.contains("landlock-scope: needs Landlock ABI 6"),
+            "{err}"
+        );
+        assert!(err.contains("seccomp: needs seccomp filters"), "{err}");
+        assert!(!err.contains("landlock-fs"), "{err}");
+        assert!(err.contains("best_effort"), "{err}");
+    }
+
+    #[test]
+    fn best_effort_layers_may_be_missing() {
+        let layers = layers_to_use(&[Layer::LandlockNet, Layer::LandlockScope], 3, true);
+        assert_eq!(
+            layers,
+            Ok(Layers {
+                landlock_abi: 3,
+                seccomp: true,
+                missing: vec![Layer::LandlockNet, Layer::LandlockScope]
+            })
+        );
+        let none = layers_to_use(
+            &[Layer::LandlockFs, Layer::LandlockNet, Layer::LandlockScope],
+            0,
+            true,
+        );
+        assert_eq!(none.map(|l| l.landlock_abi), Ok(0));
+    }
+
+    #[test]
+    fn every_layer_present_is_used() {
+        assert_eq!(
+            layers_to_use(&[], 7, true),
+            Ok(Layers {
+                landlock_abi: 7,
+                seccomp: true,
+                missing: vec![]
+            })
+        );
     }
 }

@@ -163,6 +163,12 @@ fn plan_for(sup: &Supervisor, task: &Admitted, creds: Option<&TaskCredentials>) 
             sup.seccomp.no_net.clone(),
         ),
     };
+    // Empty only on a host without seccomp whose policy allows that.
+    let seccomp = if sup.host.seccomp {
+        seccomp
+    } else {
+        Vec::new()
+    };
     let l = &task.limits;
     LaunchPlan {
         task_id: task.id.clone(),

@@ -107,8 +107,11 @@ pub struct Registry {
 /// Facts probed at start-up.
 #[derive(Debug, Clone)]
 pub struct HostFacts {
-    /// The kernel's Landlock ABI (0: none).
+    /// The kernel's Landlock ABI (0: none, allowed by the policy).
     pub landlock_abi: i32,
+    /// Whether seccomp filters are installed (false only when the host
+    /// lacks them and the policy allows that).
+    pub seccomp: bool,
     /// A path that opens the empty network namespace.
     pub empty_netns: PathBuf,
     /// The launcher binary.

@@ -40,8 +40,12 @@ fn ll(step: &str) -> impl FnOnce(landlock::RulesetError) -> LaunchError + '_ {
     }
 }
 
-/// Builds the ruleset, opening every path now.
-pub fn prepare(plan: &LaunchPlan) -> Result<RulesetCreated, LaunchError> {
+/// Builds the ruleset, opening every path now; `None` when the host has no
+/// Landlock and the policy allows running without it (ABI 0 in the plan).
+pub fn prepare(plan: &LaunchPlan) -> Result<Option<RulesetCreated>, LaunchError> {
+    if plan.landlock_abi < 1 {
+        return Ok(None);
+    }
     let abi = ABI::from(plan.landlock_abi.min(NEWEST_USED));
     let all = AccessFs::from_all(abi);
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
@@ -102,7 +106,7 @@ pub fn prepare(plan: &LaunchPlan) -> Result<RulesetCreated, LaunchError> {
                 .map_err(ll("add landlock port rule"))?;
         }
     }
-    Ok(created)
+    Ok(Some(created))
 }
 
 /// Sets no_new_privs and restricts this process; returns the layer names.

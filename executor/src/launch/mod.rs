@@ -204,11 +204,17 @@ fn init(
     if matches!(plan.network, plan::NetPlan::Host { .. }) {
         layers.retain(|l| *l != "net-ns");
     }
-    layers.extend(landlock::enforce(ruleset, plan.landlock_abi)?);
+    if let Some(ruleset) = ruleset {
+        layers.extend(landlock::enforce(ruleset, plan.landlock_abi)?);
+    } else {
+        nix::sys::prctl::set_no_new_privs().map_err(sys("no_new_privs"))?;
+    }
     exec::enter_scratch(plan)?;
     // 10. seccomp last: from here on only the allowlisted syscalls work.
-    seccomp::install(&plan.seccomp)?;
-    layers.push("seccomp");
+    if !plan.seccomp.is_empty() {
+        seccomp::install(&plan.seccomp)?;
+        layers.push("seccomp");
+    }
     // 11. Tell the supervisor, then fork the program's process: it execs
     //     exactly the opened file, while this init (as confined as the task)
     //     reaps orphans and passes on the program's exit. The program is not
