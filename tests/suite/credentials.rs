@@ -693,7 +693,7 @@ async fn token_dies_with_the_task_however_it_ends() {
         return;
     }
     let mut d = Creds::on(moto()).daemon();
-    for end in ["completed", "timeout", "cancel", "restart"] {
+    for end in ["completed", "timeout", "cancel", "restart", "shutdown"] {
         let code = if end == "completed" {
             "import time; time.sleep(3)"
         } else {
@@ -748,6 +748,20 @@ async fn token_dies_with_the_task_however_it_ends() {
                 );
                 assert!(!token_file.exists(), "{end}: token file left");
                 drop(task);
+                continue;
+            }
+            "shutdown" => {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(d.pid()),
+                    nix::sys::signal::Signal::SIGTERM,
+                )
+                .unwrap();
+                let _ = task.await;
+                assert!(!token_file.exists(), "{end}: token file left");
+                assert!(
+                    eventually(Duration::from_secs(15), || fetch_as(uid, &url, &token) == 0).await,
+                    "{end}: the endpoint outlived airlockd"
+                );
                 continue;
             }
             _ => {}
