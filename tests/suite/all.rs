@@ -10,6 +10,7 @@
 mod harness;
 
 mod credentials;
+mod escape;
 mod exec_allowlist;
 mod isolation;
 mod lifecycle;
