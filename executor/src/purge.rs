@@ -76,14 +76,107 @@ pub async fn clear_uid(uid: u32, cleaned: &mut Cleaned) -> bool {
 
 /// Removes a task's scratch dir (as root, whatever the task left in it).
 pub fn remove_scratch(dir: &Path) -> bool {
-    match std::fs::remove_dir_all(dir) {
+    match remove_tree(dir) {
         Ok(()) => true,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => true,
         Err(err) => {
             tracing::error!(dir = %dir.display(), ?err, "failed to remove scratch dir");
             false
         }
     }
+}
+
+/// [`remove_scratch`] on a blocking thread: a task can leave millions of
+/// files, and removing them must not stall the gRPC service.
+pub async fn remove_scratch_async(dir: std::path::PathBuf) -> bool {
+    tokio::task::spawn_blocking(move || remove_scratch(&dir))
+        .await
+        .unwrap_or(false)
+}
+
+/// Removes `dir` and everything below it without recursion and with at most
+/// three directories open: a task's tree may be deeper than any stack or fd
+/// limit (a chain of 20,000 nested dirs overflowed the recursive
+/// `remove_dir_all`). Entries of a non-empty subdirectory are moved up into
+/// `dir` (renames never follow symlinks, and nothing below `dir` is ever
+/// resolved through a link), then the emptied subdirectory is removed.
+/// Only for quiescent trees: every process of the task is gone.
+pub fn remove_tree(dir: &Path) -> nix::Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{open, openat, renameat2, OFlag, RenameFlags};
+    use nix::sys::stat::Mode;
+    use nix::unistd::{unlinkat, UnlinkatFlags};
+
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let root = match open(dir, flags, Mode::empty()) {
+        Err(Errno::ENOENT) => return Ok(()),
+        other => other?,
+    };
+    let mut hoisted = 0u64;
+    loop {
+        let names = list_dir(&root, 4096)?;
+        if names.is_empty() {
+            break;
+        }
+        for name in &names {
+            match unlinkat(&root, name.as_c_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => continue,
+                Err(Errno::EISDIR) => {}
+                Err(err) => return Err(err),
+            }
+            match unlinkat(&root, name.as_c_str(), UnlinkatFlags::RemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => continue,
+                Err(Errno::ENOTEMPTY | Errno::EEXIST) => {}
+                Err(err) => return Err(err),
+            }
+            let sub = openat(&root, name.as_c_str(), flags, Mode::empty())?;
+            for child in list_dir(&sub, 4096)? {
+                loop {
+                    hoisted += 1;
+                    let target = format!(".purge-{hoisted}");
+                    match renameat2(
+                        &sub,
+                        child.as_c_str(),
+                        &root,
+                        target.as_str(),
+                        RenameFlags::RENAME_NOREPLACE,
+                    ) {
+                        Err(Errno::EEXIST) => continue,
+                        other => break other?,
+                    }
+                }
+            }
+        }
+    }
+    drop(root);
+    match std::fs::remove_dir(dir)
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+    {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// Up to `max` names in the directory `fd` (without `.` and `..`), read
+/// through a fresh open file description so each call starts at the top.
+fn list_dir(fd: &std::os::fd::OwnedFd, max: usize) -> nix::Result<Vec<std::ffi::CString>> {
+    use nix::fcntl::OFlag;
+    let mut dir = nix::dir::Dir::openat(
+        fd,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in dir.iter() {
+        let name = entry?.file_name().to_owned();
+        if name.as_bytes() != b"." && name.as_bytes() != b".." {
+            names.push(name);
+            if names.len() == max {
+                break;
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// Start-up: kill every process of a pool uid and remove every scratch dir

@@ -59,16 +59,17 @@ pub async fn run(sup: Arc<Supervisor>, task: Admitted, events: EventSender) {
     if let Some(service) = &sup.credentials {
         service.revoke(&task.id);
     }
-    let mut cleaned = crate::purge::Cleaned {
-        scratch_removed: crate::purge::remove_scratch(&task.scratch),
-        ..Default::default()
-    };
+    let mut cleaned = crate::purge::Cleaned::default();
+    let uid_clear = crate::purge::clear_uid(task.uid, &mut cleaned).await;
+    cleaned.scratch_removed = crate::purge::remove_scratch_async(task.scratch.clone()).await;
     let attribution = crate::credentials::finish(&sup, creds);
-    if crate::purge::clear_uid(task.uid, &mut cleaned).await {
+    // A uid goes back to the pool only when nothing of the task is left: no
+    // process, and no file the next holder of the uid would own.
+    if uid_clear && cleaned.scratch_removed {
         sup.uids.release(task.uid);
         cleaned.uid_released = true;
     } else {
-        tracing::error!(task_id = %task.id, uid = task.uid, "processes of the task's uid survive; uid quarantined");
+        tracing::error!(task_id = %task.id, uid = task.uid, uid_clear, scratch_removed = cleaned.scratch_removed, "task left something behind; uid quarantined");
     }
     let ended_at_ms = crate::now_ms();
     sup.audit.record(&AuditEvent::TaskEnd {
@@ -221,6 +222,8 @@ async fn execute(
     drop(theirs);
     ours.set_nonblocking(true)?;
     let channel = tokio::net::UnixStream::from_std(ours)?;
+    // The launcher kills the task when this socket closes, so the write
+    // half stays open (not dropped, not shut down) until the task has ended.
     let (reports, mut plan_writer) = channel.into_split();
     plan_writer
         .write_all(&(plan.len() as u32).to_le_bytes())

@@ -6,7 +6,10 @@
 //! - `task`: the allowlist, default `EPERM`;
 //! - `clone3_enosys`: `clone3` answers `ENOSYS`, so glibc falls back to
 //!   `clone`, whose flags `task` can inspect (no new namespaces);
-//! - `sockets_host` / `sockets_none`: socket families, by network mode.
+//! - `sockets_host` / `sockets_none`: socket families, by network mode;
+//! - `inet_host`: on the host network, IP sockets only as TCP or UDP (not
+//!   MPTCP or SCTP) and no TCP Fast Open: both would connect past
+//!   Landlock's TCP rules (landlock-lsm/linux#54 and #41).
 
 use seccompiler::{BpfProgram, TargetArch};
 
@@ -47,9 +50,10 @@ pub fn compile() -> Result<SeccompPrograms, SeccompProfileError> {
     let task = take("task")?;
     let clone3 = take("clone3_enosys")?;
     let host = take("sockets_host")?;
+    let inet = take("inet_host")?;
     let none = take("sockets_none")?;
     Ok(SeccompPrograms {
-        host_net: vec![task.clone(), clone3.clone(), host],
+        host_net: vec![task.clone(), clone3.clone(), host, inet],
         no_net: vec![task, clone3, none],
     })
 }
@@ -66,7 +70,7 @@ mod tests {
     #[test]
     fn profile_compiles_with_every_filter() {
         let programs = super::compile().unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(programs.host_net.len(), 3);
+        assert_eq!(programs.host_net.len(), 4);
         assert!(programs.no_net.iter().all(|p| !p.is_empty()));
     }
 }

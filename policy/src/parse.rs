@@ -557,7 +557,7 @@ impl Check {
     /// fresh /tmp, /dev/shm and /proc, which would hide a root below them.
     fn scratch_root(&mut self, path: &Spanned<String>) -> PathBuf {
         let root = self.path(path, "sandbox.scratch_root");
-        let hidden = ["/tmp", "/dev/shm", "/proc", "/dev"]
+        let hidden = ["/tmp", "/dev/shm", "/proc", "/dev", "/run"]
             .iter()
             .find(|m| root.starts_with(m));
         if let Some(mount) = hidden {

@@ -39,6 +39,12 @@ except Exception as e:
 loader = [l for l in ("/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1") if os.path.exists(l)][0]
 r["loader_on_id"] = run([loader, "/usr/bin/id"])
 r["loader_on_copy"] = run([loader, "./id-copy"])
+# A program under /usr/lib outside the read-only library dirs: apt's http
+# method prints "Capabilities" when it runs.
+if os.path.exists("/usr/lib/apt/methods/http"):
+    p = subprocess.run([loader, "/usr/lib/apt/methods/http"], capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    r["loader_on_lib_program"] = "ESCAPED: " + out[:60] if "Capabilities" in out else "exit %d" % p.returncode
 import mmap
 with open("id-copy", "rb") as f:
     try:
@@ -91,6 +97,16 @@ async fn only_allowlisted_programs_execute_by_any_route() {
         v["mmap_exec_scratch"], "PermissionError",
         "scratch is mounted noexec"
     );
+    if std::path::Path::new("/usr/lib/apt/methods/http").exists() {
+        assert!(
+            v["loader_on_lib_program"]
+                .as_str()
+                .unwrap()
+                .starts_with("exit "),
+            "{}",
+            v["loader_on_lib_program"]
+        );
+    }
     // Positive control: an allowlisted program may start itself.
     assert_eq!(v["allowlisted_python"], "exit 0");
 }

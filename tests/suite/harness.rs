@@ -130,7 +130,7 @@ uid_first = {uid_first}
 uid_count = {UID_COUNT}
 scratch_root = "{scratch}"
 audit_log = "{audit}"
-read_only = ["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/etc"{read_only}]
+read_only = ["/usr/lib/python3", "/usr/lib/python3.11", "/usr/lib/x86_64-linux-gnu", "/usr/lib/ssl", "/etc"{read_only}]
 
 [network]
 mode = "{network}"

@@ -256,6 +256,17 @@ async fn task_cannot_ptrace_signal_or_reach_the_supervisor() {
     let abstract_name = format!("airlock-test-{}", std::process::id());
     let listener =
         std::os::unix::net::UnixListener::bind_addr(&abstract_addr(&abstract_name)).unwrap();
+    // A world-connectable socket of a host daemon under /run: Landlock does
+    // not cover connecting by path, so /run is masked in the task.
+    let run_socket =
+        std::path::PathBuf::from(format!("/run/airlock-test-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&run_socket);
+    let host_listener = std::os::unix::net::UnixListener::bind(&run_socket).unwrap();
+    std::fs::set_permissions(
+        &run_socket,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let code = format!(
         r#"
 import ctypes, json, os, socket, time
@@ -280,11 +291,14 @@ def connect_unix(addr):
     s.connect(addr)
 r["supervisor_socket"] = attempt(lambda: connect_unix("{socket}"))
 r["abstract_socket"] = attempt(lambda: connect_unix("\0{abstract_name}"))
+r["host_socket_in_run"] = attempt(lambda: connect_unix("{run_socket}"))
+r["inotify"] = "ok" if libc.inotify_init1(0) >= 0 else os.strerror(ctypes.get_errno())
 os.kill(child, 9)
 print(json.dumps(r))
 "#,
         daemon = d.pid(),
         socket = d.socket.display(),
+        run_socket = run_socket.display(),
     );
     let v = d.python("alice", &code).await.json();
     assert_eq!(
@@ -297,6 +311,20 @@ print(json.dumps(r))
         v["abstract_socket"], "PermissionError",
         "Landlock scopes abstract unix sockets"
     );
+    assert_eq!(
+        v["host_socket_in_run"], "FileNotFoundError",
+        "/run is masked"
+    );
+    assert_eq!(
+        v["inotify"], "Operation not permitted",
+        "seccomp denies inotify (a side channel on shared dirs)"
+    );
+    assert!(
+        std::os::unix::net::UnixStream::connect(&run_socket).is_ok(),
+        "positive control: the host socket accepts"
+    );
+    drop(host_listener);
+    let _ = std::fs::remove_file(&run_socket);
     // Positive control: the abstract socket accepts connections from outside.
     let mut c = std::os::unix::net::UnixStream::connect_addr(&abstract_addr(&abstract_name));
     assert!(c.as_mut().is_ok());

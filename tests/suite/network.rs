@@ -22,16 +22,41 @@ def bind():
         return "bound"
     except Exception as e:
         return type(e).__name__
+def family_proto(f, t, p):
+    try:
+        socket.socket(f, t, p).close()
+        return "ok"
+    except Exception as e:
+        return type(e).__name__
 def family(f, t):
     try:
         socket.socket(f, t).close()
         return "ok"
     except Exception as e:
         return type(e).__name__
+def mptcp(port):
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        return "connected"
+    except Exception as e:
+        return type(e).__name__
+def fastopen(port):
+    try:
+        s = socket.socket()
+        s.settimeout(5)
+        s.sendto(b"x", 0x20000000, ("127.0.0.1", port))
+        s.recv(1)
+        return "connected"
+    except Exception as e:
+        return type(e).__name__
 allowed, other, api = (int(a) for a in sys.argv[1:4])
 print(json.dumps({
   "allowed_port": connect(allowed), "other_port": connect(other), "supervisor_api": connect(api),
   "bind": bind(),
+  "mptcp_other_port": mptcp(other), "fastopen_other_port": fastopen(other),
+  "sctp": family_proto(socket.AF_INET, socket.SOCK_STREAM, 132),
   "netlink": family(socket.AF_NETLINK, socket.SOCK_RAW),
   "packet": family(socket.AF_PACKET, socket.SOCK_RAW),
 }))
@@ -81,6 +106,17 @@ async fn tcp_connect_only_to_policy_ports() {
         "the supervisor's API is out of reach"
     );
     assert_eq!(v["bind"], "PermissionError", "tasks cannot listen on TCP");
+    // Landlock's TCP rules do not cover MPTCP or TCP Fast Open; seccomp
+    // refuses both (found by the red-team review: both reached port 80).
+    assert_eq!(
+        v["mptcp_other_port"], "PermissionError",
+        "MPTCP must not reach an unlisted port"
+    );
+    assert_eq!(
+        v["fastopen_other_port"], "PermissionError",
+        "TCP Fast Open must not reach an unlisted port"
+    );
+    assert_eq!(v["sctp"], "PermissionError");
     assert_eq!(
         v["netlink"], "OSError",
         "seccomp allows only unix and inet sockets"

@@ -35,6 +35,9 @@ pub mod seccomp;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
+use std::os::fd::AsFd;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
@@ -286,6 +289,36 @@ fn wait_for_init(
     // The task's stdio belongs to the task: drop our copies so the
     // supervisor sees EOF when the last task process is gone.
     fds::close_stdio();
+    // No task outlives its supervisor: once the plan socket reaches EOF
+    // (airlockd exited or crashed), the init is killed, and with it the
+    // namespace. Otherwise nobody would enforce the task's deadline.
+    let init = crate::sys::pidfd_open(child.as_raw()).map_err(sys("pidfd of the task's init"))?;
+    let mut watching_supervisor = true;
+    loop {
+        let mut fds = vec![PollFd::new(init.as_fd(), PollFlags::POLLIN)];
+        if watching_supervisor {
+            fds.push(PollFd::new(channel.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(err) => return Err(sys("wait for the task's init")(err)),
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        if fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty())
+        {
+            let mut byte = [0u8; 1];
+            if matches!(channel.read(&mut byte), Ok(0) | Err(_)) {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                watching_supervisor = false;
+            }
+        }
+    }
+    drop(init);
     let report = loop {
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => {

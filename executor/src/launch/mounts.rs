@@ -8,7 +8,10 @@
 //!   task cannot execute, or load through the dynamic loader
 //!   (`mmap(PROT_EXEC)` fails on noexec), anything it wrote;
 //! - `/proc`: a new procfs of the task's pid namespace, `subset=pid`
-//!   (no /proc/sys, /proc/kcore, ...), `nosuid,nodev,noexec`.
+//!   (no /proc/sys, /proc/kcore, ...), `nosuid,nodev,noexec`;
+//! - `/run`: an empty read-only tmpfs. Connecting to a Unix socket by path
+//!   is not a Landlock right before ABI 9, and /run is where host daemons
+//!   keep theirs (D-Bus, systemd, container runtimes, airlockd).
 //!
 //! The host's root stays visible; Landlock decides what may be read.
 //! See mount(2), mount_namespaces(7), tmpfs(5), proc(5).
@@ -57,6 +60,16 @@ pub fn setup(plan: &LaunchPlan) -> Result<(), LaunchError> {
         Some("subset=pid"),
     )
     .map_err(sys("mount /proc"))?;
+    if std::path::Path::new("/run").is_dir() {
+        mount(
+            Some("tmpfs"),
+            "/run",
+            Some("tmpfs"),
+            HARDENED | MsFlags::MS_RDONLY,
+            Some("size=4k,nr_inodes=16,mode=755"),
+        )
+        .map_err(sys("mask /run"))?;
+    }
     Ok(())
 }
 
