@@ -93,18 +93,28 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     // same pool would kill the first one's tasks.
     let _lock = lock_scratch_root(&policy.scratch_root)?;
     let audit = AuditLog::open(&policy.audit_log)?;
-    let (killed, removed) = crate::purge::startup_cleanup(
+    let leftovers = crate::purge::startup_cleanup(
         policy.uid_pool.first,
         policy.uid_pool.count,
         &policy.scratch_root,
     );
     audit.record(&AuditEvent::Start {
         cluster: &policy.cluster,
-        killed_processes: killed,
-        removed_scratch_dirs: removed,
+        killed_processes: leftovers.killed,
+        removed_scratch_dirs: leftovers.removed,
     });
-    if killed + removed > 0 {
-        tracing::warn!(killed, removed, "cleaned up after a previous run");
+    if leftovers.killed + leftovers.removed > 0 {
+        tracing::warn!(
+            killed = leftovers.killed,
+            removed = leftovers.removed,
+            "cleaned up after a previous run"
+        );
+    }
+    for uid in &leftovers.stuck_uids {
+        tracing::error!(
+            uid,
+            "a process or scratch dir of this uid survives clean-up; the uid is not handed out"
+        );
     }
     let loaded = LoadedPolicy::new(policy).context("load policy programs")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -119,7 +129,17 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let sup = Arc::new(Supervisor {
-        uids: crate::uids::UidPool::new(loaded.policy.uid_pool.first, loaded.policy.uid_pool.count),
+        uids: {
+            let pool = crate::uids::UidPool::new(
+                loaded.policy.uid_pool.first,
+                loaded.policy.uid_pool.count,
+            );
+            leftovers
+                .stuck_uids
+                .iter()
+                .for_each(|uid| pool.quarantine(*uid));
+            pool
+        },
         policy: Arc::new(loaded),
         audit,
         seccomp,
@@ -472,6 +492,7 @@ async fn wait_for_signal() {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -179,30 +179,50 @@ fn list_dir(fd: &std::os::fd::OwnedFd, max: usize) -> nix::Result<Vec<std::ffi::
     Ok(names)
 }
 
+/// What start-up found of a previous run.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    /// Processes of pool uids killed.
+    pub killed: usize,
+    /// Scratch dirs removed.
+    pub removed: usize,
+    /// Owners of processes or scratch dirs that could not be cleared: these
+    /// uids must not be handed out.
+    pub stuck_uids: Vec<u32>,
+}
+
 /// Start-up: kill every process of a pool uid and remove every scratch dir
-/// a previous run left. Returns (processes killed, dirs removed).
-pub fn startup_cleanup(first_uid: u32, count: u32, scratch_root: &Path) -> (usize, usize) {
+/// a previous run left.
+pub fn startup_cleanup(first_uid: u32, count: u32, scratch_root: &Path) -> Leftovers {
+    use std::os::unix::fs::MetadataExt;
     let in_pool = |u: u32| u >= first_uid && u - first_uid < count;
-    let mut killed = 0;
+    let mut found = Leftovers::default();
     for _ in 0..100 {
         let pids = processes_of(in_pool);
         if pids.is_empty() {
             break;
         }
-        killed += kill_all(&pids);
+        found.killed += kill_all(&pids);
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut removed = 0;
+    for pid in processes_of(in_pool) {
+        if let Ok(meta) = std::fs::metadata(format!("/proc/{pid}")) {
+            found.stuck_uids.push(meta.uid());
+        }
+    }
     if let Ok(entries) = std::fs::read_dir(scratch_root) {
         // Task ids never start with '.': dot files are airlockd's own.
         for entry in entries
             .flatten()
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         {
+            let owner = entry.metadata().map(|m| m.uid()).ok();
             if remove_scratch(&entry.path()) {
-                removed += 1;
+                found.removed += 1;
+            } else if let Some(uid) = owner.filter(|u| in_pool(*u)) {
+                found.stuck_uids.push(uid);
             }
         }
     }
-    (killed, removed)
+    found
 }

@@ -25,6 +25,11 @@ impl UidPool {
         }
     }
 
+    /// Takes `uid` out of the pool for good (something of it survives).
+    pub fn quarantine(&self, uid: u32) {
+        self.lock().retain(|u| *u != uid);
+    }
+
     /// Takes a free uid, or None when every uid is in use.
     pub fn allocate(&self) -> Option<u32> {
         self.lock().pop_front()
