@@ -69,6 +69,16 @@ struct Args {
     /// Run only probes whose name starts with one of these (comma-separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// IAM role for the victim's AWS credentials (the policy must entitle
+    /// user `victim`); its keys become canaries for
+    /// supervisor.credentials-endpoint.
+    #[arg(long, value_name = "ARN")]
+    role: Option<String>,
+    /// IAM role for the attacker of supervisor.credentials-endpoint (the
+    /// policy must entitle user `attacker`): it then also presents its own
+    /// token on the victim's path.
+    #[arg(long, value_name = "ARN")]
+    attacker_role: Option<String>,
     /// List the probes and exit.
     #[arg(long)]
     list: bool,
@@ -134,6 +144,7 @@ struct Shared {
     ws: Arc<Workspace>,
     listeners: Listeners,
     target_hex: String,
+    attacker_role: String,
 }
 
 async fn run(args: Args) -> Result<u8> {
@@ -254,6 +265,7 @@ async fn run(args: Args) -> Result<u8> {
             timeout_ms: 0,
             as_root: false,
             dir_name: "victim".into(),
+            role_arn: args.role.clone().unwrap_or_default(),
         })
         .await?;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -271,6 +283,24 @@ async fn run(args: Args) -> Result<u8> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let mut facts: Value = serde_json::from_str(&facts_line).context("victim facts")?;
+    let mut creds_canaries = Vec::new();
+    if let Some(creds) = victim.line(python::VICTIM_CREDS_TAG) {
+        let creds: Value = serde_json::from_str(&creds).context("victim credentials")?;
+        for (label, key) in [
+            ("victim AWS secret key", "secret"),
+            ("victim AWS session token", "token"),
+        ] {
+            if let Some(v) = creds[key].as_str().filter(|v| v.len() >= 16) {
+                creds_canaries.push(Canary {
+                    label,
+                    value: v.to_string(),
+                });
+            }
+        }
+        notes.push(
+            "the victim has AWS credentials: its secret key and session token are canaries".into(),
+        );
+    }
     let victim_pid = host::pids_with_cmdline(&secret("victim argv"))
         .into_iter()
         .find(|&pid| {
@@ -335,6 +365,8 @@ async fn run(args: Args) -> Result<u8> {
     });
     let target_hex = host::hex(&std::fs::read("/usr/bin/env").context("read /usr/bin/env")?);
 
+    let mut canaries = canaries;
+    canaries.extend(creds_canaries);
     let shared = Arc::new(Shared {
         runner,
         base_ctx,
@@ -343,6 +375,7 @@ async fn run(args: Args) -> Result<u8> {
         ws: ws.clone(),
         listeners,
         target_hex,
+        attacker_role: args.attacker_role.clone().unwrap_or_default(),
     });
     let sem = Arc::new(tokio::sync::Semaphore::new(args.jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
@@ -451,6 +484,11 @@ async fn run_stage(
             timeout_ms: probe.timeout_ms,
             as_root: probe.baseline_root,
             dir_name: format!("{}-{stage}-{nonce}", probe.name),
+            role_arn: if probe.attacker_role {
+                shared.attacker_role.clone()
+            } else {
+                String::new()
+            },
         })
         .await
 }
@@ -675,7 +713,7 @@ fn judge(
             start,
         );
     }
-    let Some(result) = result else {
+    let Some(result) = result.as_ref() else {
         let limited = matches!(
             res.reason,
             Some(
@@ -700,6 +738,10 @@ fn judge(
         );
         return outcome(probe, Verdict::Error, evidence, attempts, ending, start);
     };
+    if result.get("status").and_then(Value::as_str) == Some("skipped") {
+        let why = list("skipped").join("; ");
+        return outcome(probe, Verdict::Skipped, why, attempts, ending, start);
+    }
     if result.get("status").and_then(Value::as_str) == Some("error") {
         let evidence = attempts
             .last()

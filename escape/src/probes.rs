@@ -129,6 +129,8 @@ pub struct Probe {
     pub two_stage: bool,
     /// Gets the target program's bytes in its context.
     pub needs_target: bool,
+    /// Asks for `--attacker-role` in its request, when given.
+    pub attacker_role: bool,
 }
 
 const DEFAULT_TIMEOUT_MS: u64 = 20_000;
@@ -152,6 +154,7 @@ fn p(
         timeout_ms: DEFAULT_TIMEOUT_MS,
         two_stage: false,
         needs_target: false,
+        attacker_role: false,
     }
 }
 
@@ -180,6 +183,10 @@ impl Probe {
         self.needs_target = true;
         self
     }
+    fn attacker_role(mut self) -> Self {
+        self.attacker_role = true;
+        self
+    }
 }
 
 /// Limits of the exhaustion probes (the request's, in the sandbox).
@@ -206,6 +213,7 @@ pub fn all() -> Vec<Probe> {
     v.extend(kernel());
     v.extend(network());
     v.extend(supervisor());
+    v.push(credentials_probe());
     v.extend(persistence());
     v.extend(exhaustion());
     v.extend(leakage());
@@ -1078,6 +1086,52 @@ def probe():
     ]
 }
 
+fn credentials_probe() -> Probe {
+    p(
+        "supervisor.credentials-endpoint",
+        Supervisor,
+        "asks the container-credentials endpoint for the victim's credentials: the victim's path with no token, an empty and a forged token, a dot-dot path, and its own token if it has one; and reads the victim's token file",
+        "the victim's AWS secret key or session token is received",
+        r##"
+def probe():
+    uri = V.get("credentials_uri")
+    if not uri:
+        skip("the victim got no AWS credentials: %s" % V.get("credentials_error", "run with --role and a policy with [credentials]"))
+        return
+    import urllib.parse
+    u = urllib.parse.urlsplit(uri)
+    host, port, path = u.hostname, u.port or 80, u.path
+    def get(p, auth):
+        s = socket.create_connection((host, port), timeout=3)
+        req = "GET %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n" % (p, host, port)
+        if auth is not None:
+            req += "Authorization: %s\r\n" % auth
+        s.sendall((req + "\r\n").encode())
+        data = b""
+        while True:
+            c = s.recv(4096)
+            if not c:
+                return data
+            data += c
+    tries = [("no token", path, None), ("empty token", path, ""), ("forged token", path, "0" * 64),
+             ("dot-dot path", path.rsplit("/", 1)[0] + "/x/../" + path.rsplit("/", 1)[-1], None)]
+    own = os.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+    if own:
+        tries.append(("own token on the victim's path", path, open(own).read().strip()))
+    for label, p, auth in tries:
+        d = attempt(label, get, p, auth)
+        if d is not None:
+            note("%s: %s" % (label, d.split(b"\r\n", 1)[0].decode("latin-1")))
+            saw(label, d)
+            if d.startswith(b"HTTP/1.1 200") and b"SecretAccessKey" in d:
+                escaped("the endpoint handed out credentials (%s)" % label)
+    if V.get("credentials_token_file"):
+        read_file("victim token file", V["credentials_token_file"])
+"##,
+    )
+    .attacker_role()
+}
+
 fn persistence() -> Vec<Probe> {
     vec![
         p("persistence.double-fork", Persistence,
@@ -1263,7 +1317,8 @@ def probe():
           r##"
 def probe():
     def xcpu(signum, frame):
-        note("SIGXCPU after %.2f s of CPU" % os.times().user)
+        t = os.times()
+        note("SIGXCPU after %.2f s of CPU (user and system)" % (t.user + t.system))
         _finish("ran")
         os._exit(0)
     signal.signal(signal.SIGXCPU, xcpu)

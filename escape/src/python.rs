@@ -14,6 +14,8 @@
 pub const RESULT_TAG: &str = "AIRLOCK-ESCAPE-RESULT ";
 /// Marks the victim's facts line.
 pub const VICTIM_TAG: &str = "AIRLOCK-ESCAPE-VICTIM ";
+/// Marks the victim's own AWS credentials (they become canaries).
+pub const VICTIM_CREDS_TAG: &str = "AIRLOCK-ESCAPE-VICTIM-CREDS ";
 /// Marks a signal the victim received.
 pub const SIGNAL_TAG: &str = "AIRLOCK-ESCAPE-SIGNAL ";
 
@@ -38,7 +40,7 @@ NR = {"ptrace": 101, "process_vm_readv": 310, "execveat": 322, "unshare": 272,
       "open_by_handle_at": 304, "pidfd_open": 434, "pidfd_getfd": 438,
       "pidfd_send_signal": 424, "adjtimex": 159, "sethostname": 170, "setresuid": 117,
       "shmget": 29, "shmat": 30, "shmdt": 67, "shmctl": 31}
-_attempts, _observed, _escapes = [], [], []
+_attempts, _observed, _escapes, _skipped = [], [], [], []
 
 def note(what):
     _attempts.append(str(what)[:300])
@@ -85,6 +87,10 @@ def saw(label, data):
 
 def escaped(evidence):
     _escapes.append(str(evidence)[:300])
+
+def skip(reason):
+    # Nothing to attack in this deployment (not an escape, not contained).
+    _skipped.append(str(reason)[:300])
 
 def run(argv, **kw):
     try:
@@ -154,10 +160,10 @@ def in_child(f):
 pub const EPILOGUE: &str = r##"
 def _finish(status):
     print("AIRLOCK-ESCAPE-RESULT " + json.dumps({"status": status, "escaped": _escapes,
-          "attempts": _attempts, "observed": _observed}), flush=True)
+          "attempts": _attempts, "observed": _observed, "skipped": _skipped}), flush=True)
 try:
     probe()
-    _finish("ran")
+    _finish("skipped" if _skipped and not _escapes else "ran")
 except OSError as e:
     note("probe stopped: " + oserr(e))
     _finish("ran")
@@ -246,6 +252,20 @@ def cleanup(signum, frame):
         libc.shmctl(shm_id, 0, None)
     os._exit(0)
 signal.signal(signal.SIGTERM, cleanup)
+uri = os.environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+if uri:
+    # The victim's own AWS credentials: the tool makes them canaries.
+    import urllib.request
+    facts["credentials_uri"] = uri
+    tokfile = os.environ.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "")
+    facts["credentials_token_file"] = tokfile
+    try:
+        req = urllib.request.Request(uri, headers={"Authorization": open(tokfile).read().strip()})
+        creds = json.loads(urllib.request.urlopen(req, timeout=5).read())
+        print("AIRLOCK-ESCAPE-VICTIM-CREDS " + json.dumps({"secret": creds["SecretAccessKey"],
+              "token": creds.get("Token", "")}), flush=True)
+    except Exception as e:
+        facts["credentials_error"] = "%s: %s" % (type(e).__name__, e)
 print("AIRLOCK-ESCAPE-VICTIM " + json.dumps(facts), flush=True)
 while True:
     time.sleep(0.2)

@@ -17,6 +17,8 @@ pub enum Verdict {
     Contained,
     /// The probe itself could not run.
     Error,
+    /// Nothing to attack in this deployment (e.g. no credentials endpoint).
+    Skipped,
 }
 
 /// One probe's outcome.
@@ -56,6 +58,8 @@ pub struct Report {
     pub contained: usize,
     /// Counts.
     pub errors: usize,
+    /// Counts.
+    pub skipped: usize,
 }
 
 impl Report {
@@ -69,6 +73,7 @@ impl Report {
             escaped: count(Verdict::Escaped),
             contained: count(Verdict::Contained),
             errors: count(Verdict::Error),
+            skipped: count(Verdict::Skipped),
             outcomes,
         }
     }
@@ -112,6 +117,7 @@ impl Report {
                 Verdict::Escaped => "ESCAPED",
                 Verdict::Contained => "contained",
                 Verdict::Error => "ERROR",
+                Verdict::Skipped => "skipped",
             };
             let _ = writeln!(
                 s,
@@ -124,11 +130,12 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\n{} probes: {} escaped, {} contained, {} error",
+            "\n{} probes: {} escaped, {} contained, {} error, {} skipped",
             self.outcomes.len(),
             self.escaped,
             self.contained,
-            self.errors
+            self.errors,
+            self.skipped
         );
         s
     }
@@ -139,11 +146,12 @@ impl Report {
         let total_ms: u64 = self.outcomes.iter().map(|o| o.duration_ms).sum();
         let _ = writeln!(
             s,
-            "<testsuites><testsuite name=\"airlock-escape-{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{:.3}\">",
+            "<testsuites><testsuite name=\"airlock-escape-{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\">",
             xml(&self.mode),
             self.outcomes.len(),
             self.escaped,
             self.errors,
+            self.skipped,
             total_ms as f64 / 1000.0
         );
         for o in &self.outcomes {
@@ -169,6 +177,13 @@ impl Report {
                         "<error message=\"{}\" type=\"error\">{}</error>",
                         xml(&one_line(&o.evidence, 200)),
                         xml(&o.attempts.join("\n"))
+                    );
+                }
+                Verdict::Skipped => {
+                    let _ = write!(
+                        s,
+                        "<skipped message=\"{}\"/>",
+                        xml(&one_line(&o.evidence, 200))
                     );
                 }
                 Verdict::Contained => {}

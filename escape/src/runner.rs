@@ -39,6 +39,8 @@ pub struct TaskSpec {
     pub as_root: bool,
     /// Baseline: name of its working dir.
     pub dir_name: String,
+    /// Sandbox: the IAM role to ask credentials for (empty: none).
+    pub role_arn: String,
 }
 
 /// How long the baseline lets any process run.
@@ -98,6 +100,7 @@ fn request(spec: &TaskSpec, program: &str) -> RunTaskRequest {
         stdin: spec.stdin.clone(),
         timeout_ms: spec.timeout_ms,
         limits,
+        role_arn: spec.role_arn.clone(),
         ..Default::default()
     }
 }

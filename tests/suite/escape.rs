@@ -21,6 +21,9 @@ const KNOWN_GAPS: &[&str] = &[
     "network.host-unix-socket",
 ];
 
+const VICTIM_ROLE: &str = "arn:aws:iam::123456789012:role/escape-victim";
+const ATTACKER_ROLE: &str = "arn:aws:iam::123456789012:role/escape-attacker";
+
 fn escape_bin() -> PathBuf {
     let bin = bin_dir().join("airlock-escape");
     assert!(
@@ -34,6 +37,14 @@ fn escape_bin() -> PathBuf {
 /// Runs the suite against `d`; returns the exit code, the JSON report, the
 /// JUnit XML and the table.
 fn run_suite(d: &Daemon, baseline: bool) -> (i32, serde_json::Value, String, String) {
+    run_suite_with(d, baseline, &[])
+}
+
+fn run_suite_with(
+    d: &Daemon,
+    baseline: bool,
+    extra: &[&str],
+) -> (i32, serde_json::Value, String, String) {
     let json = d.dir.path().join(format!("escape-{baseline}.json"));
     let junit = d.dir.path().join(format!("escape-{baseline}.xml"));
     let mut cmd = Command::new(escape_bin());
@@ -42,7 +53,8 @@ fn run_suite(d: &Daemon, baseline: bool) -> (i32, serde_json::Value, String, Str
         .arg("--json")
         .arg(&json)
         .arg("--junit")
-        .arg(&junit);
+        .arg(&junit)
+        .args(extra);
     if baseline {
         cmd.arg("--baseline");
     }
@@ -129,9 +141,11 @@ fn escape_suite_baseline_detects_escapes_without_the_sandbox() {
         errors.is_empty(),
         "probes that could not run: {errors:?}\n{table}"
     );
+    // Probes with nothing to attack here (no credentials endpoint) skip.
+    let ran = total - names_with(&report, "skipped").len();
     assert!(
-        escaped.len() * 4 >= total * 3,
-        "only {} of {total} probes saw an escape without the sandbox\n{table}",
+        escaped.len() * 4 >= ran * 3,
+        "only {} of {ran} probes saw an escape without the sandbox\n{table}",
         escaped.len()
     );
     // Every category has probes that can see an escape.
@@ -144,4 +158,124 @@ fn escape_suite_baseline_detects_escapes_without_the_sandbox() {
         .collect();
     assert_eq!(categories.len(), 10, "{categories:?}\n{table}");
     assert_eq!(code, 1, "escapes exit 1\n{table}");
+}
+
+fn venv() -> PathBuf {
+    match std::env::var_os("AIRLOCK_VENV") {
+        Some(v) => v.into(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .join(".venv"),
+    }
+}
+
+/// moto_server on a free port (no IAM enforcement: any role may be
+/// assumed), killed by a watchdog when this test process ends.
+fn start_moto() -> (u16, std::process::Child) {
+    let port = free_port();
+    let watchdog = "import os, subprocess, sys, time\n\
+        p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+        parent = os.getppid()\n\
+        while os.getppid() == parent and p.poll() is None: time.sleep(0.5)\n\
+        p.kill()\n";
+    let child = Command::new(venv().join("bin/python3"))
+        .arg("-c")
+        .arg(watchdog)
+        .arg(venv().join("bin/moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "moto_server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (port, child)
+}
+
+#[test]
+fn escape_suite_cannot_take_the_victims_aws_credentials() {
+    if !privileged() {
+        return;
+    }
+    if !venv().join("bin/moto_server").is_file() {
+        let why = format!(
+            "skipped: moto is not installed in {} (run scripts/moto --install, or set AIRLOCK_VENV)",
+            venv().display()
+        );
+        if std::env::var("REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+            panic!("{why}; REQUIRE_PRIVILEGED=1 forbids skipping");
+        }
+        eprintln!("{why}");
+        return;
+    }
+    let (sts, mut moto) = start_moto();
+    let d = Daemon::start(Opts {
+        extra_policy: format!(
+            r#"
+[credentials]
+region = "us-east-1"
+sts_endpoint = "http://127.0.0.1:{sts}"
+
+[[entitlement]]
+users = ["victim"]
+roles = ["{VICTIM_ROLE}"]
+
+[[entitlement]]
+users = ["attacker"]
+roles = ["{ATTACKER_ROLE}"]
+"#
+        ),
+        env: vec![
+            ("AWS_ACCESS_KEY_ID".into(), "escape-meta".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "escape-meta-secret".into()),
+        ],
+        ..Opts::default()
+    });
+    let (_, report, _, table) = run_suite_with(
+        &d,
+        false,
+        &[
+            "--role",
+            VICTIM_ROLE,
+            "--attacker-role",
+            ATTACKER_ROLE,
+            "--only",
+            "supervisor.,other.",
+        ],
+    );
+    let _ = moto.kill();
+    let _ = moto.wait();
+    assert!(
+        report["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("the victim has AWS credentials")),
+        "the victim got no credentials: {}\n{table}",
+        report["notes"]
+    );
+    let creds = report["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["probe"] == "supervisor.credentials-endpoint")
+        .unwrap();
+    assert_eq!(creds["verdict"], "contained", "{creds}\n{table}");
+    // Its own token on the victim's path was tried and refused.
+    assert!(
+        creds["attempts"].as_array().unwrap().iter().any(|a| a
+            .as_str()
+            .unwrap()
+            .starts_with("own token on the victim's path: HTTP/1.1 403")),
+        "{creds}"
+    );
+    for verdict in ["escaped", "error", "skipped"] {
+        let names = names_with(&report, verdict);
+        assert!(names.is_empty(), "{verdict}: {names:?}\n{table}");
+    }
 }
