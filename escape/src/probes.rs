@@ -421,6 +421,28 @@ def probe():
             s.sendall(CTX["nonce"].encode() + b"\n")
             saw(label + " reply", s.recv(256))
 "##),
+        p(
+            "other.net-sockets",
+            OtherTenants,
+            "reads /proc/self/net/unix, tcp and tcp6 (the network namespace's socket tables) for the victim's sockets",
+            "the victim's abstract socket or a TCP socket of the victim's uid is listed",
+            r##"
+def probe():
+    name = "@" + V["abstract"]
+    for table in ("unix", "tcp", "tcp6"):
+        d = attempt("read /proc/self/net/" + table, lambda: open("/proc/self/net/" + table).read())
+        if d is None:
+            continue
+        lines = d.splitlines()[1:]
+        note("/proc/self/net/%s: %d sockets" % (table, len(lines)))
+        for l in lines:
+            f = l.split()
+            if table == "unix" and f and f[-1] == name:
+                escaped("the victim's abstract socket %s is listed in /proc/self/net/unix" % name)
+            if table != "unix" and len(f) > 7 and V.get("uid") not in (None, os.getuid()) and f[7] == str(V["uid"]):
+                escaped("a TCP socket of the victim's uid %s is listed in /proc/self/net/%s" % (f[7], table))
+"##,
+        ),
         p("other.signal-kill", OtherTenants,
           "kill(2) SIGUSR1 to the victim's pid",
           "the victim reports receiving SIGUSR1",
