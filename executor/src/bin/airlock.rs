@@ -1153,6 +1153,38 @@ mod tests {
     }
 
     #[test]
+    fn role_and_saml_assertion_file_go_into_the_request() {
+        let dir = tempfile_dir();
+        let file = dir.join("assertion.b64");
+        std::fs::write(&file, "PHNhbWw+\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "airlock",
+            "run",
+            "--user",
+            "u",
+            "--role",
+            "arn:aws:iam::123456789012:role/r",
+            "--saml-assertion-file",
+            file.to_str().unwrap(),
+            "/bin/true",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run");
+        };
+        let req = build_request(&args, Vec::new()).unwrap();
+        assert_eq!(req.role_arn, "arn:aws:iam::123456789012:role/r");
+        assert_eq!(req.saml_assertion, b"PHNhbWw+");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("airlock-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
     fn duplicate_env_keys_are_refused() {
         let cli = Cli::try_parse_from([
             "airlock",
