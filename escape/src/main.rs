@@ -79,6 +79,16 @@ struct Args {
     /// token on the victim's path.
     #[arg(long, value_name = "ARN")]
     attacker_role: Option<String>,
+    /// The user the victim task runs for.
+    #[arg(long, default_value = "victim")]
+    victim_user: String,
+    /// The user the probes run for.
+    #[arg(long, default_value = "attacker")]
+    attacker_user: String,
+    /// The user of the second stage of the persistence probes (the next
+    /// tenant).
+    #[arg(long, default_value = "nexttenant")]
+    next_user: String,
     /// List the probes and exit.
     #[arg(long)]
     list: bool,
@@ -145,6 +155,8 @@ struct Shared {
     listeners: Listeners,
     target_hex: String,
     attacker_role: String,
+    attacker_user: String,
+    next_user: String,
 }
 
 async fn run(args: Args) -> Result<u8> {
@@ -256,7 +268,7 @@ async fn run(args: Args) -> Result<u8> {
     victim_stdin.push(b'\n');
     let victim = runner
         .start_victim(TaskSpec {
-            user: "victim".into(),
+            user: args.victim_user.clone(),
             code: python::VICTIM.into(),
             args: vec!["airlock-escape-victim".into(), secret("victim argv")],
             env: HashMap::from([("VICTIM_SECRET_ACCESS_KEY".into(), secret("victim env"))]),
@@ -376,6 +388,8 @@ async fn run(args: Args) -> Result<u8> {
         listeners,
         target_hex,
         attacker_role: args.attacker_role.clone().unwrap_or_default(),
+        attacker_user: args.attacker_user.clone(),
+        next_user: args.next_user.clone(),
     });
     let sem = Arc::new(tokio::sync::Semaphore::new(args.jobs.max(1)));
     let mut set = tokio::task::JoinSet::new();
@@ -508,7 +522,7 @@ async fn run_probe(probe: &Probe, shared: &Shared) -> Outcome {
             probe,
             shared,
             &nonce,
-            "attacker",
+            &shared.attacker_user,
             &[("stage", json!(1)), ("residue", json!(residue))],
             1,
         )
@@ -552,7 +566,7 @@ async fn run_probe(probe: &Probe, shared: &Shared) -> Outcome {
             probe,
             shared,
             &nonce,
-            "nexttenant",
+            &shared.next_user,
             &[
                 ("stage", json!(2)),
                 ("stage1_cwd", json!(cwd.unwrap_or_default())),
@@ -561,7 +575,7 @@ async fn run_probe(probe: &Probe, shared: &Shared) -> Outcome {
         )
         .await
     } else {
-        run_stage(probe, shared, &nonce, "attacker", &[], 1).await
+        run_stage(probe, shared, &nonce, &shared.attacker_user, &[], 1).await
     };
 
     match probe.watch {

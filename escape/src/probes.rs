@@ -1378,6 +1378,7 @@ fn leakage() -> Vec<Probe> {
           "any inherited fd beyond 0-2",
           r##"
 def probe():
+    note("inherited fds beyond 0-2: %s" % (_INHERITED or "none"))
     for fd in _INHERITED:
         target = attempt("readlink fd %d" % fd, os.readlink, "/proc/self/fd/%d" % fd) or "?"
         escaped("inherited fd %d -> %s" % (fd, target))
