@@ -55,7 +55,12 @@ pub struct Workspace {
     pub drop_dir: PathBuf,
     /// A 0666 unix socket the tool listens on.
     pub unix_socket: PathBuf,
+    /// A 0755 dir holding `bait.txt` ([`BAIT`]), for purge probes.
+    pub bait_dir: PathBuf,
 }
+
+/// The content of the purge bait file.
+pub const BAIT: &str = "airlock-escape bait: the supervisor's purge must not touch this\n";
 
 impl Workspace {
     /// Creates the dir and plants the host secrets.
@@ -78,7 +83,12 @@ impl Workspace {
         std::fs::create_dir(&drop_dir)?;
         set_mode(&drop_dir, 0o777)?;
         let unix_socket = root.join("host-service.sock");
+        let bait_dir = root.join("bait");
+        std::fs::create_dir(&bait_dir)?;
+        set_mode(&bait_dir, 0o755)?;
+        write_mode(&bait_dir.join("bait.txt"), BAIT, 0o644)?;
         Ok(Self {
+            bait_dir,
             root,
             world_file,
             root_file,

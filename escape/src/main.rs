@@ -360,6 +360,7 @@ async fn run(args: Args) -> Result<u8> {
         "host_world_file": ws.world_file,
         "host_root_file": ws.root_file,
         "drop_dir": ws.drop_dir,
+        "bait_dir": ws.bait_dir,
         "supervisor_socket": supervisor_socket,
         "supervisor_pid": supervisor_pid,
         "host_init_cmdline": host::cmdline(1).unwrap_or_default(),
@@ -623,9 +624,51 @@ async fn run_probe(probe: &Probe, shared: &Shared) -> Outcome {
                 ));
             }
         }
+        Watch::BaitIntact => {
+            let stdout = String::from_utf8_lossy(&res.stdout).into_owned();
+            if let Some(dir) = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("AIRLOCK-ESCAPE-CWD "))
+            {
+                let dir = PathBuf::from(dir);
+                for _ in 0..40 {
+                    if !dir.exists() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            let bait = shared.ws.bait_dir.join("bait.txt");
+            match std::fs::read_to_string(&bait) {
+                Ok(s) if s == host::BAIT => {}
+                Ok(_) => watched = Some(format!("{} was changed", bait.display())),
+                Err(e) => watched = Some(format!("{} is gone: {e}", bait.display())),
+            }
+            if !shared.ws.bait_dir.is_dir() {
+                watched = Some(format!("{} is gone", shared.ws.bait_dir.display()));
+            }
+        }
         Watch::Nothing | Watch::ScratchLeft => {}
     }
-    judge(probe, shared, &res, watched, extra_canary.as_deref(), start)
+    // What the tool checked and found in order, for a contained verdict.
+    let checked = match probe.watch {
+        Watch::VictimSignal(sig) => Some(format!("the victim saw no signal {sig}")),
+        Watch::Survivor => Some("no process of the probe alive after the task ended".into()),
+        Watch::HostFile => Some("no file of the probe on the host".into()),
+        Watch::UdpDatagram => Some("the tool's UDP listener received nothing".into()),
+        Watch::OutputOver(limit) => Some(format!(
+            "{} bytes of output reached the client (limit {limit})",
+            res.stdout.len()
+        )),
+        Watch::ScratchLeft => Some("stage 1's scratch dir was removed".into()),
+        Watch::BaitIntact => Some("the bait is intact after the purge".into()),
+        Watch::Nothing => None,
+    };
+    let mut out = judge(probe, shared, &res, watched, extra_canary.as_deref(), start);
+    if let (Verdict::Contained, Some(c)) = (out.verdict, checked) {
+        out.evidence = format!("{}; {c}", out.evidence);
+    }
+    out
 }
 
 fn outcome(

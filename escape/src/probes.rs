@@ -85,6 +85,8 @@ pub enum Watch {
     OutputOver(u64),
     /// The first stage's scratch dir is still on the host after it ended.
     ScratchLeft,
+    /// The tool's bait file is gone or changed after the task's purge.
+    BaitIntact,
 }
 
 /// Limits a probe asks for in its request (sandbox only).
@@ -1062,6 +1064,22 @@ def probe():
 
 fn supervisor() -> Vec<Probe> {
     vec![
+        p("supervisor.purge-symlinks", Supervisor,
+          "leaves symlinks to a host file and dir of the tool's (and a 0000 dir) in its scratch dir for the supervisor's purge to trip over",
+          "the tool's bait file is gone or changed after the purge",
+          r##"
+def probe():
+    bait = CTX["bait_dir"]
+    for src, dst in ((bait, "link-dir"), (os.path.join(bait, "bait.txt"), "link-file"),
+                     (bait, "deep/a/b/link-dir")):
+        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+        ok("symlink " + dst, os.symlink, src, dst)
+    os.mkdir("locked")
+    open("locked/f", "w").close()
+    os.chmod("locked", 0)
+    note("left links to %s" % bait)
+    print("AIRLOCK-ESCAPE-CWD " + os.getcwd(), flush=True)
+"##).watch(Watch::BaitIntact),
         p("supervisor.socket", Supervisor,
           "connects to airlockd's gRPC socket and sends an HTTP/2 preface and SETTINGS frame",
           "the supervisor answers with an HTTP/2 frame",
@@ -1312,6 +1330,34 @@ def probe():
     note("file reached %d bytes with a limit of %d" % (size, limit))
     if size > limit:
         escaped("wrote a %d-byte file with a limit of %d" % (size, limit))
+"##).limits(ProbeLimits { file_size_bytes: Some(FILE_LIMIT), ..ProbeLimits::default() }),
+        p("exhaustion.scratch-quota", Exhaustion,
+          "fills its scratch dir (on the host's disk) with 32 MiB in files no larger than the file-size limit (request: file_size = 1 MiB), then deletes them",
+          "all 32 MiB are written: nothing bounds a task's total disk use",
+          r##"
+def probe():
+    limit = CTX["limits"]["file_size"]
+    target = 32 << 20
+    chunk = b"z" * 65536
+    total, names = 0, []
+    try:
+        while total < target:
+            name = "fill-%d" % len(names)
+            names.append(name)
+            with open(name, "wb") as f:
+                written = 0
+                while written < limit and total < target:
+                    f.write(chunk)
+                    written += len(chunk)
+                    total += len(chunk)
+    except OSError as e:
+        note("write: " + oserr(e))
+    finally:
+        for n in names:
+            attempt("unlink", os.unlink, n)
+    note("wrote %d MiB in %d files" % (total >> 20, len(names)))
+    if total >= target:
+        escaped("wrote %d MiB to its scratch dir on the host disk, in %d files of at most %d bytes" % (total >> 20, len(names), limit))
 "##).limits(ProbeLimits { file_size_bytes: Some(FILE_LIMIT), ..ProbeLimits::default() }),
         p("exhaustion.fds", Exhaustion,
           "dup(2)s /dev/null up to 512 times (request: open_files = 64)",
