@@ -1,7 +1,7 @@
 //! The audit log: JSON lines, root-only (0600), one record per admission
-//! decision, per task end and per supervisor start. Records carry who, what,
-//! which uid, when and how it ended; never arguments' or environment values,
-//! never a secret.
+//! decision, per task end, per supervisor start and per STS call made for
+//! tasks. Records carry who, what, which uid, when and how it ended; never
+//! arguments' or environment values, never a secret.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -94,6 +94,19 @@ pub enum AuditEvent<'a> {
         attribution: &'a crate::credentials::broker::Attribution,
         /// When the session expires, RFC 3339.
         expiration: &'a str,
+    },
+    /// An STS call made for tasks failed.
+    CredentialsFailed {
+        /// AssumeRole or AssumeRoleWithSAML.
+        operation: &'static str,
+        /// Whether it was to renew a session tasks were holding.
+        refresh: bool,
+        /// The user.
+        user: &'a str,
+        /// The role asked for.
+        role_arn: &'a str,
+        /// What failed and what to check.
+        error: &'a str,
     },
 }
 

@@ -445,6 +445,12 @@ async fn sts_access_denied_reaches_the_user_clearly() {
             && msg.contains("trust policy"),
         "{msg}"
     );
+    let failed: Vec<_> = (d.audit().into_iter())
+        .filter(|r| r["event"] == "credentials_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["role_arn"], LOCKED_ROLE);
+    assert!(issued(&d).is_empty());
     let left: Vec<_> = (d.scratch_root.read_dir().unwrap().flatten())
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .collect();

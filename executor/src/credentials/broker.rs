@@ -293,6 +293,7 @@ impl Broker {
         slot.as_ref().ok_or(CredentialError::NotConfigured)
     }
 
+    /// One STS call, audited whether it succeeds or not.
     async fn call_sts(
         &self,
         audit: &AuditLog,
@@ -300,6 +301,28 @@ impl Broker {
         refresh: bool,
     ) -> Result<Session, CredentialError> {
         self.sts_calls.fetch_add(1, Ordering::Relaxed);
+        let result = self.assume(audit, entry, refresh).await;
+        if let Err(err) = &result {
+            audit.record(&AuditEvent::CredentialsFailed {
+                operation: match entry.source {
+                    Source::AssumeRole { .. } => "AssumeRole",
+                    Source::Saml { .. } => "AssumeRoleWithSAML",
+                },
+                refresh,
+                user: &entry.key.user,
+                role_arn: &entry.key.role_arn,
+                error: &err.to_string(),
+            });
+        }
+        result
+    }
+
+    async fn assume(
+        &self,
+        audit: &AuditLog,
+        entry: &Entry,
+        refresh: bool,
+    ) -> Result<Session, CredentialError> {
         let key = &entry.key;
         let (operation, creds, assumed, session_name, source_identity) = match &entry.source {
             Source::AssumeRole {

@@ -201,19 +201,26 @@ async fn respond(stream: &mut TcpStream, status: u16, body: &[u8]) {
 
 /// The owner uid of the loopback TCP socket at `peer` connected to
 /// `local`, from `/proc/net/tcp` (columns: sl, local, remote, st, ...,
-/// uid at index 7; addresses are hex `IP:PORT`, the IP in host byte order).
+/// uid at index 7; addresses are hex `IP:PORT`, each 32-bit word of the IP
+/// in host byte order), or from `/proc/net/tcp6` for a dual-stack client
+/// socket, whose addresses are IPv4-mapped (`::ffff:127.0.0.1`).
 fn socket_uid(peer: SocketAddrV4, local: SocketAddrV4) -> Option<u32> {
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    find_socket_uid(&table, peer, local)
+    [("/proc/net/tcp", false), ("/proc/net/tcp6", true)]
+        .into_iter()
+        .find_map(|(path, v6)| {
+            let table = std::fs::read_to_string(path).ok()?;
+            find_socket_uid(&table, peer, local, v6)
+        })
 }
 
-fn find_socket_uid(table: &str, peer: SocketAddrV4, local: SocketAddrV4) -> Option<u32> {
+fn find_socket_uid(table: &str, peer: SocketAddrV4, local: SocketAddrV4, v6: bool) -> Option<u32> {
     let hex = |a: SocketAddrV4| {
-        format!(
-            "{:08X}:{:04X}",
-            u32::from_ne_bytes(a.ip().octets()),
-            a.port()
-        )
+        let ip = format!("{:08X}", u32::from_ne_bytes(a.ip().octets()));
+        let mapped = format!(
+            "0000000000000000{:08X}{ip}",
+            u32::from_ne_bytes([0, 0, 0xff, 0xff])
+        );
+        format!("{}:{:04X}", if v6 { mapped } else { ip }, a.port())
     };
     let (want_local, want_remote) = (hex(peer), hex(local));
     table.lines().skip(1).find_map(|line| {
@@ -257,9 +264,11 @@ mod tests {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:A000 0100007F:1F90 01 00000000:00000000 00:00000000 00000000 300017        0 1 1 0000000000000000 20 4 30 10 -1\n   1: 0100007F:1F90 0100007F:A000 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1\n";
         let peer = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0xA000);
         let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0x1F90);
-        assert_eq!(find_socket_uid(table, peer, local), Some(300017));
-        assert_eq!(find_socket_uid(table, local, peer), Some(0));
+        assert_eq!(find_socket_uid(table, peer, local, false), Some(300017));
+        assert_eq!(find_socket_uid(table, local, peer, false), Some(0));
         let other = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0xA001);
-        assert_eq!(find_socket_uid(table, other, local), None);
+        assert_eq!(find_socket_uid(table, other, local, false), None);
+        let table6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0000000000000000FFFF00000100007F:A000 0000000000000000FFFF00000100007F:1F90 01 00000000:00000000 00:00000000 00000000 300018        0 1 1 0000000000000000 20 4 30 10 -1\n";
+        assert_eq!(find_socket_uid(table6, peer, local, true), Some(300018));
     }
 }
