@@ -68,11 +68,13 @@ mod tests {
             scratch_root: "/var/lib/airlock/tasks".into(),
             audit_log: "/var/log/airlock/audit.jsonl".into(),
             read_only: [
-                "/usr/lib",
-                "/usr/lib64",
+                "/usr/lib/python3",
+                "/usr/lib/python3.11",
+                "/usr/lib/x86_64-linux-gnu",
+                "/usr/lib/locale",
+                "/usr/lib/ssl",
+                "/usr/local/lib/python3.11",
                 "/usr/share",
-                "/lib",
-                "/lib64",
                 "/etc",
             ]
             .map(PathBuf::from)
