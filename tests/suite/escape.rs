@@ -123,11 +123,22 @@ fn escape_suite_against_the_sandbox_finds_nothing_but_the_known_gaps() {
     assert_eq!(xml.matches("<testcase ").count(), total);
     assert_eq!(xml.matches("<failure ").count(), escaped.len());
     assert_eq!(xml.matches("<error ").count(), 0);
-    // Nothing a probe did is left on the host.
+    // Nothing of the victim or a probe is left on the host.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !(d.pool_processes().is_empty() && d.scratch_dirs().is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(
         d.pool_processes().is_empty(),
         "task processes left: {:?}",
         d.pool_processes()
+    );
+    assert!(
+        d.scratch_dirs().is_empty(),
+        "scratch dirs left: {:?}",
+        d.scratch_dirs()
     );
 }
 
