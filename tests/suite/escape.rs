@@ -19,8 +19,8 @@ const KNOWN_GAPS: &[&str] = &[
     // Landlock (ABI <= 7) does not cover connect(2) to pathname unix
     // sockets: any world-connectable host socket (0666) is reachable.
     "network.host-unix-socket",
-    // Tasks share the host's network namespace: /proc/self/net lists
-    // every tenant's sockets (names, ports, uids).
+    // Tasks share a network namespace (the host's, or in mode none the one
+    // empty namespace): /proc/self/net lists the other tenants' sockets.
     "other.net-sockets",
     // The scratch dir is on the host's disk with no quota: file_size bounds
     // each file, nothing bounds their sum (README, "Limits").
