@@ -96,7 +96,22 @@ fn escape_suite_against_the_sandbox_finds_nothing_but_the_known_gaps() {
     if !privileged() {
         return;
     }
-    let d = Daemon::start(Opts::default());
+    sandbox_holds_but_for_known_gaps(Opts::default());
+}
+
+#[test]
+fn escape_suite_against_a_sandbox_without_network_finds_nothing_but_the_known_gaps() {
+    if !privileged() {
+        return;
+    }
+    sandbox_holds_but_for_known_gaps(Opts {
+        network: "none",
+        ..Opts::default()
+    });
+}
+
+fn sandbox_holds_but_for_known_gaps(opts: Opts) {
+    let d = Daemon::start(opts);
     let (code, report, xml, table) = run_suite(&d, false);
     let total = report["outcomes"].as_array().unwrap().len();
     assert!(total >= 40, "only {total} probes\n{table}");
