@@ -113,18 +113,35 @@ fn ready() -> bool {
     if !privileged() {
         return false;
     }
-    if venv().join("bin/moto_server").is_file() {
+    let why = if !venv().join("bin/moto_server").is_file() {
+        format!(
+            "skipped: moto is not installed in {} (run scripts/moto --install, or set AIRLOCK_VENV)",
+            venv().display()
+        )
+    } else if let Some(dir) = closed_ancestor(&site_packages()) {
+        format!(
+            "skipped: sandboxed tasks cannot reach {} ({} is not searchable by other users); \
+             put the venv where every user can read it, e.g. AIRLOCK_VENV=/var/tmp/airlock-venv scripts/moto --install",
+            site_packages().display(),
+            dir.display()
+        )
+    } else {
         return true;
-    }
-    let why = format!(
-        "skipped: moto is not installed in {} (run scripts/moto --install, or set AIRLOCK_VENV)",
-        venv().display()
-    );
+    };
     if std::env::var("REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
         panic!("{why}; REQUIRE_PRIVILEGED=1 forbids skipping");
     }
     eprintln!("{why}");
     false
+}
+
+/// The first directory on the way to `path` that other users cannot
+/// search (tasks run as other uids and import boto3 from the venv).
+fn closed_ancestor(path: &std::path::Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path.ancestors()
+        .find(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+        .map(PathBuf::from)
 }
 
 fn start_moto(enforce: bool) -> Moto {

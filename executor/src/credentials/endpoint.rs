@@ -18,8 +18,8 @@
 //!    and its uid compared. So a token that leaked to another tenant is
 //!    still refused to it; only the task's own uid (and root) can use it.
 //!
-//! Anything else gets 403 (or 404 for another path, 400 for a malformed
-//! request) without detail. Tasks share the host's network namespace in
+//! Anything else gets 403, or 400 when the request is not a `GET` of a
+//! task's path with one `Authorization` header, without detail. Tasks share the host's network namespace in
 //! `host` mode, so `/proc/net/tcp` of airlockd's namespace shows their
 //! sockets.
 
