@@ -533,16 +533,23 @@ async fn saml_assertion_roles_are_the_entitlements() {
     assert_eq!(issued(&d).len(), 1);
 }
 
-/// An STS that answers every call with the error for its action.
-async fn fake_sts() -> u16 {
+/// Form bodies of the requests a fake STS received.
+type Requests = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// An STS that records each request's form body and answers it: with the
+/// error for its action, or (`ok`) with a session.
+async fn fake_sts(ok: bool) -> (u16, Requests) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let requests = Requests::default();
+    let seen = requests.clone();
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         loop {
             let Ok((mut s, _)) = listener.accept().await else {
                 return;
             };
+            let seen = seen.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -568,7 +575,18 @@ async fn fake_sts() -> u16 {
                         }
                     }
                 }
-                let text = String::from_utf8_lossy(&buf);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+                seen.lock().unwrap().push(body);
+                if ok {
+                    let body = "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult><SourceIdentity>a=</SourceIdentity><AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/bob-data/a=</Arn><AssumedRoleId>AROAEXAMPLE:a=</AssumedRoleId></AssumedRoleUser><Credentials><AccessKeyId>ASIAEXAMPLEFAKE</AccessKeyId><SecretAccessKey>fake-secret</SecretAccessKey><SessionToken>fake-token</SessionToken><Expiration>2030-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleResponse>";
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                    return;
+                }
                 let (code, message) = if text.contains("Action=AssumeRoleWithSAML") {
                     ("InvalidIdentityToken", "Specified provider doesn't exist.")
                 } else {
@@ -585,7 +603,82 @@ async fn fake_sts() -> u16 {
             });
         }
     });
-    port
+    (port, requests)
+}
+
+/// `application/x-www-form-urlencoded` into pairs.
+fn form(body: &str) -> std::collections::HashMap<String, String> {
+    let decode = |s: &str| {
+        let bytes = s.replace('+', " ").into_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+#[tokio::test]
+async fn airlock_asks_sts_for_the_user_duration_and_session_policy() {
+    if !privileged() {
+        return;
+    }
+    // moto ignores session names, durations and session policies, so this
+    // reads Airlock's own request to a recording STS.
+    let (sts, requests) = fake_sts(true).await;
+    let d = Creds {
+        sts_port: sts,
+        task_port: sts,
+        duration: "\"15m\"",
+        refresh_margin: "\"5m\"",
+        network: "host",
+        meta_key: ("AKIDEXAMPLE".into(), "not-a-secret".into()),
+    }
+    .daemon();
+    // User "a" is one character; STS needs two: the mapping appends '='.
+    let mut a = python(
+        "a",
+        "import json, os, urllib.request\n\
+         tok = open(os.environ['AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE']).read()\n\
+         req = urllib.request.Request(os.environ['AWS_CONTAINER_CREDENTIALS_FULL_URI'], headers={'Authorization': tok})\n\
+         print(json.dumps(json.load(urllib.request.urlopen(req))))",
+    );
+    a.groups = vec!["bobs".into()];
+    let out = d.run(with_role(a, BOB_ROLE)).await.json();
+    assert_eq!(out["AccessKeyId"], "ASIAEXAMPLEFAKE");
+    assert_eq!(out["SecretAccessKey"], "fake-secret");
+    assert_eq!(out["Token"], "fake-token");
+    assert_eq!(out["Expiration"], "2030-01-01T00:00:00Z");
+    let alice = with_role(python("alice", "print(1)"), ALICE_ROLE);
+    d.run(alice).await.ok();
+    let requests = requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let a = form(&requests[0]);
+    assert_eq!(a["Action"], "AssumeRole");
+    assert_eq!(a["RoleArn"], BOB_ROLE);
+    assert_eq!(a["RoleSessionName"], "a=");
+    assert_eq!(a["SourceIdentity"], "a=");
+    assert_eq!(a["DurationSeconds"], "900");
+    assert!(!a.contains_key("Policy"), "{a:?}");
+    let alice = form(&requests[1]);
+    assert_eq!(alice["RoleSessionName"], "alice");
+    let policy: serde_json::Value = serde_json::from_str(&alice["Policy"]).unwrap();
+    assert_eq!(
+        policy["Version"], "2012-10-17",
+        "the [[role]] session policy is sent"
+    );
 }
 
 #[tokio::test]
@@ -593,7 +686,7 @@ async fn sts_validation_and_identity_token_errors_reach_the_user_clearly() {
     if !privileged() {
         return;
     }
-    let sts = fake_sts().await;
+    let (sts, _) = fake_sts(false).await;
     let d = Creds {
         sts_port: sts,
         task_port: sts,
