@@ -79,7 +79,7 @@ print(json.dumps(out))
 "#;
 
 /// A moto_server of this test process; killed when the process exits (its
-/// watchdog sees its parent change).
+/// watchdog sees its parent change) or when the watchdog is killed.
 struct Moto {
     port: u16,
     meta_key: (String, String),
@@ -146,8 +146,12 @@ fn closed_ancestor(path: &std::path::Path) -> Option<PathBuf> {
 
 fn start_moto(enforce: bool) -> Moto {
     let port = free_port();
-    let watchdog = "import os, subprocess, sys, time\n\
-        p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+    // moto dies with the watchdog (PR_SET_PDEATHSIG, set in the child:
+    // the watchdog is single-threaded), and the watchdog when this test
+    // process is gone (its parent changes).
+    let watchdog = "import ctypes, os, subprocess, sys, time\n\
+        die = lambda: ctypes.CDLL(None).prctl(1, 9)\n\
+        p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die)\n\
         parent = os.getppid()\n\
         while os.getppid() == parent and p.poll() is None: time.sleep(0.5)\n\
         p.kill()\n";
