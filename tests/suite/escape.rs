@@ -16,9 +16,6 @@ const KNOWN_GAPS: &[&str] = &[
     // Landlock does not cover UDP: a task on the host network reaches any
     // UDP service, including other tenants' on loopback.
     "network.udp-loopback",
-    // Landlock (ABI <= 7) does not cover connect(2) to pathname unix
-    // sockets: any world-connectable host socket (0666) is reachable.
-    "network.host-unix-socket",
     // Tasks share a network namespace (the host's, or in mode none the one
     // empty namespace): /proc/self/net lists the other tenants' sockets.
     "other.net-sockets",

@@ -133,7 +133,11 @@ print(json.dumps({{
             "{attack}: {result}"
         );
     }
-    assert_eq!(v["file"], "PermissionError");
+    assert_eq!(
+        v["file"], "FileNotFoundError",
+        "bob's scratch dir is not in alice's root"
+    );
+    assert_eq!(v["list"], "FileNotFoundError");
     assert_eq!(
         v["environ"], "FileNotFoundError",
         "bob's pid is not visible in alice's pid namespace"
@@ -194,6 +198,8 @@ print(json.dumps({{
   "write_etc": attempt(lambda: open("/etc/airlock-planted", "w").write("x")),
   "read_shadow": attempt(lambda: open("/etc/shadow").read()),
   "read_usr_bin": attempt(lambda: open("/usr/bin/id", "rb").read(4)),
+  "list_root": attempt(lambda: os.listdir("/")),
+  "list_scratch_root": attempt(lambda: os.listdir(os.path.dirname(os.getcwd()))),
   "write_scratch": attempt(lambda: open("mine.txt", "w").write("x")),
   "write_tmp": attempt(lambda: open("/tmp/mine.txt", "w").write("x")),
   "write_shm": attempt(lambda: open("/dev/shm/mine", "w").write("x")),
@@ -204,11 +210,19 @@ print(json.dumps({{
         open_dir = open_dir.display()
     );
     let v = d.python("alice", &code).await.json();
-    assert_eq!(v["read_outside"], "PermissionError");
-    assert_eq!(v["write_world_writable"], "PermissionError");
-    assert_eq!(v["write_etc"], "PermissionError");
+    // Not in the task's root at all:
+    assert_eq!(v["read_outside"], "FileNotFoundError");
+    assert_eq!(v["write_world_writable"], "FileNotFoundError");
+    assert_eq!(v["read_usr_bin"], "FileNotFoundError");
+    // In the root, but Landlock grants no right on the root itself or on
+    // the dirs leading to scratch; /etc is mounted read-only:
+    assert_eq!(v["list_root"], "PermissionError");
+    assert_eq!(v["list_scratch_root"], "PermissionError");
+    assert_eq!(
+        v["write_etc"], "OSError",
+        "EROFS: the read-only bind mount stops it first"
+    );
     assert_eq!(v["read_shadow"], "PermissionError");
-    assert_eq!(v["read_usr_bin"], "PermissionError");
     assert_eq!(v["write_scratch"], "ok");
     assert_eq!(v["write_tmp"], "ok");
     assert_eq!(v["write_shm"], "ok");
@@ -306,7 +320,10 @@ print(json.dumps(r))
         "seccomp denies ptrace"
     );
     assert_eq!(v["kill_supervisor"], "ProcessLookupError");
-    assert_eq!(v["supervisor_socket"], "PermissionError");
+    assert_eq!(
+        v["supervisor_socket"], "FileNotFoundError",
+        "not in the task's root"
+    );
     assert_eq!(
         v["abstract_socket"], "PermissionError",
         "Landlock scopes abstract unix sockets"

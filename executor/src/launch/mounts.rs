@@ -1,33 +1,59 @@
-//! Step 5: the task's private mounts, made in its own mount namespace.
+//! Step 5: the task's root filesystem, built in its own mount namespace.
 //!
-//! - every mount becomes a slave (`MS_SLAVE|MS_REC`): nothing we mount
-//!   propagates to the host, and host unmounts still reach us;
-//! - `/tmp` and `/dev/shm`: fresh tmpfs, bounded by the plan's `tmp_bytes`,
-//!   `nosuid,nodev,noexec`;
-//! - the scratch dir is bind-mounted onto itself `nosuid,nodev,noexec`: a
+//! The task does not see the host's root. It gets a new root: an empty
+//! tmpfs (read-only once built) holding only
+//! - the policy's read-only paths and the executables, bind-mounted
+//!   read-only, `nosuid,nodev`, at their host paths (the symlinks on the way
+//!   to them are copied, so `/lib64/ld-linux-x86-64.so.2` resolves as on the
+//!   host, and so do the host's top-level links such as `/lib -> usr/lib`);
+//! - the scratch dir at its host path, read-write, `nosuid,nodev,noexec`: a
 //!   task cannot execute, or load through the dynamic loader
 //!   (`mmap(PROT_EXEC)` fails on noexec), anything it wrote;
-//! - `/proc`: a new procfs of the task's pid namespace, `subset=pid`
-//!   (no /proc/sys, /proc/kcore, ...), `nosuid,nodev,noexec`;
-//! - `/run`: an empty read-only tmpfs. Connecting to a Unix socket by path
-//!   is not a Landlock right before ABI 9, and /run is where host daemons
-//!   keep theirs (D-Bus, systemd, container runtimes, airlockd).
+//! - `/tmp` and `/dev/shm`: fresh tmpfs, bounded by the plan's `tmp_bytes`,
+//!   `nosuid,nodev,noexec`;
+//! - `/dev/null`, `zero`, `full`, `random`, `urandom`, and `/dev/fd`,
+//!   `/dev/std{in,out,err}` links;
+//! - `/proc`: a new procfs of the task's pid namespace, `subset=pid`.
 //!
-//! The host's root stays visible; Landlock decides what may be read.
-//! See mount(2), mount_namespaces(7), tmpfs(5), proc(5).
+//! Why: Landlock (ABI 7) does not cover connecting to a Unix socket by path,
+//! `stat`, or path walks. Whatever is not in the new root — other tasks'
+//! scratch dirs, airlockd's socket, host daemons' sockets, /var/tmp, /run,
+//! /sys — cannot be named at all. Landlock then still decides what of the
+//! new root may be read, written or executed.
+//!
+//! Every mount is first made a slave (`MS_SLAVE|MS_REC`): nothing propagates
+//! to the host. The new root is entered with `pivot_root(".", ".")` and the
+//! old root detached (pivot_root(2), NOTES). See mount(2),
+//! mount_namespaces(7), tmpfs(5), proc(5).
 
-use std::path::Path;
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::os::unix::fs::symlink;
+use std::path::{Component, Path, PathBuf};
 
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::plan::LaunchPlan;
-use super::{sys, LaunchError};
+use super::{io, sys, LaunchError};
 
 const HARDENED: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
     .union(MsFlags::MS_NOEXEC);
 
-/// Makes the task's mounts.
+/// Where the new root is assembled before `pivot_root`. Any directory of the
+/// host root works: it is shadowed only inside this mount namespace.
+const STAGING: &str = "/tmp";
+
+/// Device nodes every task gets, and whether they are writable.
+const DEVICES: [(&str, bool); 5] = [
+    ("/dev/null", true),
+    ("/dev/zero", true),
+    ("/dev/full", true),
+    ("/dev/random", false),
+    ("/dev/urandom", false),
+];
+
+/// Builds the new root and enters it.
 pub fn setup(plan: &LaunchPlan) -> Result<(), LaunchError> {
     mount(
         None::<&str>,
@@ -37,52 +63,206 @@ pub fn setup(plan: &LaunchPlan) -> Result<(), LaunchError> {
         None::<&str>,
     )
     .map_err(sys("make mounts slave"))?;
+    let root = Path::new(STAGING);
+    mount(
+        Some("tmpfs"),
+        root,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("size=1m,nr_inodes=4096,mode=755"),
+    )
+    .map_err(sys("mount the new root"))?;
+    let mut tree = NewRoot {
+        root,
+        bound: Vec::new(),
+    };
+    tree.copy_top_level_links()?;
+    for path in &plan.read_only {
+        tree.bind(path, Access::ReadOnly)?;
+    }
+    for path in &plan.executables {
+        tree.bind(path, Access::ReadOnly)?;
+    }
+    tree.bind(&plan.scratch, Access::Scratch)?;
+    for (dev, writable) in DEVICES {
+        tree.bind(Path::new(dev), Access::Device { writable })?;
+    }
+    for (link, target) in [
+        ("dev/fd", "/proc/self/fd"),
+        ("dev/stdin", "/proc/self/fd/0"),
+        ("dev/stdout", "/proc/self/fd/1"),
+        ("dev/stderr", "/proc/self/fd/2"),
+    ] {
+        symlink(target, root.join(link)).map_err(io(format!("link /{link}")))?;
+    }
     let tmpfs_options = format!(
         "size={},nr_inodes=16384,mode=1777",
         plan.tmp_bytes.max(4096)
     );
-    for dir in ["/tmp", "/dev/shm"] {
+    for dir in ["tmp", "dev/shm", "proc"] {
+        std::fs::create_dir_all(root.join(dir)).map_err(io(format!("create /{dir}")))?;
+    }
+    for dir in ["tmp", "dev/shm"] {
         mount(
             Some("tmpfs"),
-            dir,
+            &root.join(dir),
             Some("tmpfs"),
             HARDENED,
             Some(tmpfs_options.as_str()),
         )
-        .map_err(sys(format!("mount tmpfs on {dir}")))?;
+        .map_err(sys(format!("mount tmpfs on /{dir}")))?;
     }
-    bind_hardened(&plan.scratch)?;
     mount(
         Some("proc"),
-        "/proc",
+        &root.join("proc"),
         Some("proc"),
         HARDENED,
         Some("subset=pid"),
     )
     .map_err(sys("mount /proc"))?;
-    if std::path::Path::new("/run").is_dir() {
-        mount(
-            Some("tmpfs"),
-            "/run",
-            Some("tmpfs"),
-            HARDENED | MsFlags::MS_RDONLY,
-            Some("size=4k,nr_inodes=16,mode=755"),
-        )
-        .map_err(sys("mask /run"))?;
-    }
+    mount(
+        None::<&str>,
+        root,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .map_err(sys("make the new root read-only"))?;
+    nix::unistd::chdir(root).map_err(sys("enter the new root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root"))?;
+    nix::unistd::chdir("/").map_err(sys("chdir /"))?;
     Ok(())
 }
 
-fn bind_hardened(dir: &Path) -> Result<(), LaunchError> {
-    let step = format!("bind scratch dir {}", dir.display());
-    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+/// How a path is mounted into the new root.
+#[derive(Clone, Copy)]
+enum Access {
+    ReadOnly,
+    Scratch,
+    Device { writable: bool },
+}
+
+impl Access {
+    fn flags(self) -> MsFlags {
+        match self {
+            Access::ReadOnly => MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Access::Scratch => HARDENED,
+            Access::Device { writable: true } => MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Access::Device { writable: false } => {
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC
+            }
+        }
+    }
+}
+
+/// The new root being assembled.
+struct NewRoot<'a> {
+    root: &'a Path,
+    /// Host paths already bind-mounted (covering everything below them).
+    bound: Vec<PathBuf>,
+}
+
+impl NewRoot<'_> {
+    /// Copies the host root's symlinks (`/bin -> usr/bin`, `/lib64 ->
+    /// usr/lib64`, ...) so paths such as those in `ld.so.cache` resolve.
+    fn copy_top_level_links(&mut self) -> Result<(), LaunchError> {
+        let entries = std::fs::read_dir("/").map_err(io("read /"))?;
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                let target = std::fs::read_link(entry.path()).map_err(io("read a link of /"))?;
+                symlink(&target, self.root.join(entry.file_name()))
+                    .map_err(io(format!("link /{}", entry.file_name().to_string_lossy())))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `host` (a path as the host sees it) visible at the same path in
+    /// the new root, with `access`.
+    fn bind(&mut self, host: &Path, access: Access) -> Result<(), LaunchError> {
+        let step = format!("mount {}", host.display());
+        let Some((source, target)) = self.mount_point(host).map_err(io(step.clone()))? else {
+            return Ok(()); // inside a path already mounted
+        };
+        mount(
+            Some(&source),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
         .map_err(sys(step.clone()))?;
-    mount(
-        None::<&str>,
-        dir,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | HARDENED,
-        None::<&str>,
-    )
-    .map_err(sys(step))
+        mount(
+            None::<&str>,
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | access.flags(),
+            None::<&str>,
+        )
+        .map_err(sys(step))?;
+        self.bound.push(source);
+        Ok(())
+    }
+
+    /// Walks `host` component by component on the host, recreating each
+    /// directory and copying each symlink into the new root, and creates the
+    /// mount point for the final file or directory. Returns the resolved host
+    /// path and the mount point, or `None` when the path lies inside one that
+    /// is already mounted.
+    fn mount_point(&self, host: &Path) -> std::io::Result<Option<(PathBuf, PathBuf)>> {
+        let mut todo: VecDeque<OsString> = components(host).collect();
+        let mut resolved = PathBuf::from("/");
+        let mut links = 0;
+        while let Some(name) = todo.pop_front() {
+            if name == ".." {
+                resolved.pop();
+                continue;
+            }
+            let next = resolved.join(&name);
+            if self.bound.iter().any(|b| next.starts_with(b)) {
+                return Ok(None);
+            }
+            let inside = self.root.join(next.strip_prefix("/").unwrap_or(&next));
+            let meta = std::fs::symlink_metadata(&next)?;
+            if meta.file_type().is_symlink() {
+                links += 1;
+                if links > 40 {
+                    return Err(std::io::Error::other("too many levels of symbolic links"));
+                }
+                let target = std::fs::read_link(&next)?;
+                if std::fs::symlink_metadata(&inside).is_err() {
+                    symlink(&target, &inside)?;
+                }
+                if target.is_absolute() {
+                    resolved = PathBuf::from("/");
+                }
+                for part in components(&target).rev() {
+                    todo.push_front(part);
+                }
+            } else if todo.is_empty() {
+                if meta.is_dir() {
+                    std::fs::create_dir_all(&inside)?;
+                } else if std::fs::symlink_metadata(&inside).is_err() {
+                    std::fs::File::create(&inside)?;
+                }
+                return Ok(Some((next, inside)));
+            } else {
+                if std::fs::symlink_metadata(&inside).is_err() {
+                    std::fs::create_dir(&inside)?;
+                }
+                resolved = next;
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The normal and `..` components of a path (`/` and `.` dropped).
+fn components(path: &Path) -> impl DoubleEndedIterator<Item = OsString> + '_ {
+    path.components().filter_map(|c| match c {
+        Component::Normal(name) => Some(name.to_os_string()),
+        Component::ParentDir => Some(OsString::from("..")),
+        _ => None,
+    })
 }
