@@ -34,10 +34,13 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs an admitted task to the end, purges it, reports and records it.
 pub async fn run(sup: Arc<Supervisor>, task: Admitted, events: EventSender) {
+    use tracing::Instrument;
     let span =
         tracing::info_span!("task", task_id = %task.id, user = %task.request.user, uid = task.uid);
-    let _enter = span.enter();
-    drop(_enter);
+    run_in_span(sup, task, events).instrument(span).await
+}
+
+async fn run_in_span(sup: Arc<Supervisor>, task: Admitted, events: EventSender) {
     let creds = crate::credentials::for_task(&sup, &task).await;
     let exited = match &creds {
         Ok(creds) => execute(&sup, &task, &events, creds.as_ref()).await,
@@ -176,6 +179,12 @@ fn plan_for(sup: &Supervisor, task: &Admitted, creds: Option<&TaskCredentials>) 
         uid: task.uid,
         scratch: task.scratch.clone(),
         program: req.program.clone().into(),
+        program_sha256: policy
+            .policy
+            .programs
+            .iter()
+            .find(|r| r.path.as_os_str() == req.program.as_str())
+            .and_then(|r| r.sha256.clone()),
         argv,
         env,
         read_only: policy.read_only.clone(),

@@ -86,16 +86,6 @@ struct Moto {
     _child: Child,
 }
 
-fn venv() -> PathBuf {
-    match std::env::var_os("AIRLOCK_VENV") {
-        Some(v) => v.into(),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .join(".venv"),
-    }
-}
-
 fn site_packages() -> PathBuf {
     let lib = venv().join("lib");
     std::fs::read_dir(&lib)
@@ -145,32 +135,7 @@ fn closed_ancestor(path: &std::path::Path) -> Option<PathBuf> {
 }
 
 fn start_moto(enforce: bool) -> Moto {
-    let port = free_port();
-    // moto dies with the watchdog (PR_SET_PDEATHSIG, set in the child:
-    // the watchdog is single-threaded), and the watchdog when this test
-    // process is gone (its parent changes).
-    let watchdog = "import ctypes, os, subprocess, sys, time\n\
-        die = lambda: ctypes.CDLL(None).prctl(1, 9)\n\
-        p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die)\n\
-        parent = os.getppid()\n\
-        while os.getppid() == parent and p.poll() is None: time.sleep(0.5)\n\
-        p.kill()\n";
-    let child = Command::new(venv().join("bin/python3"))
-        .arg("-c")
-        .arg(watchdog)
-        .arg(venv().join("bin/moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "moto_server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (port, child) = spawn_moto();
     let url = format!("http://127.0.0.1:{port}");
     let out = Command::new(venv().join("bin/python3"))
         .args(["-c", FIXTURES, &url])

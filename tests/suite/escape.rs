@@ -189,44 +189,6 @@ fn escape_suite_baseline_detects_escapes_without_the_sandbox() {
     assert_eq!(code, 1, "escapes exit 1\n{table}");
 }
 
-fn venv() -> PathBuf {
-    match std::env::var_os("AIRLOCK_VENV") {
-        Some(v) => v.into(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .join(".venv"),
-    }
-}
-
-/// moto_server on a free port (no IAM enforcement: any role may be
-/// assumed), killed by a watchdog when this test process ends.
-fn start_moto() -> (u16, std::process::Child) {
-    let port = free_port();
-    let watchdog = "import os, subprocess, sys, time\n\
-        p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
-        parent = os.getppid()\n\
-        while os.getppid() == parent and p.poll() is None: time.sleep(0.5)\n\
-        p.kill()\n";
-    let child = Command::new(venv().join("bin/python3"))
-        .arg("-c")
-        .arg(watchdog)
-        .arg(venv().join("bin/moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "moto_server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    (port, child)
-}
-
 #[test]
 fn escape_suite_cannot_take_the_victims_aws_credentials() {
     if !privileged() {
@@ -243,7 +205,7 @@ fn escape_suite_cannot_take_the_victims_aws_credentials() {
         eprintln!("{why}");
         return;
     }
-    let (sts, mut moto) = start_moto();
+    let (sts, mut moto) = spawn_moto();
     let d = Daemon::start(Opts {
         extra_policy: format!(
             r#"

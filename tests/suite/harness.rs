@@ -226,6 +226,9 @@ path = "/usr/bin/python3"
 
     /// Starts airlockd again on the same files (after `crash`).
     pub fn restart(&mut self) {
+        // The crashed daemon's socket file is still there: remove it first,
+        // so that waiting for the socket waits for the new daemon.
+        let _ = std::fs::remove_file(&self.socket);
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(self.dir.path().join("airlockd.log"))
@@ -241,7 +244,6 @@ path = "/usr/bin/python3"
             .stderr(log)
             .spawn()
             .unwrap();
-        let _ = std::fs::remove_file(&self.socket);
         self.child = Some(child);
         self.wait_ready();
     }
@@ -485,4 +487,43 @@ pub fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// The virtualenv with moto, boto3 and the AWS CLI (`scripts/moto --install`).
+pub fn venv() -> PathBuf {
+    match std::env::var_os("AIRLOCK_VENV") {
+        Some(v) => v.into(),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .join(".venv"),
+    }
+}
+
+/// Starts moto_server on a free port and waits until it answers. A watchdog
+/// kills it when this test process is gone (its parent changes), and moto
+/// dies with the watchdog (PR_SET_PDEATHSIG, set in its child: the watchdog
+/// is single-threaded), so no server outlives the tests.
+pub fn spawn_moto() -> (u16, Child) {
+    let port = free_port();
+    let watchdog = "import ctypes, os, subprocess, sys, time\n\
+        die = lambda: ctypes.CDLL(None).prctl(1, 9)\n\
+        p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die)\n\
+        parent = os.getppid()\n\
+        while os.getppid() == parent and p.poll() is None: time.sleep(0.5)\n\
+        p.kill()\n";
+    let child = Command::new(venv().join("bin/python3"))
+        .arg("-c")
+        .arg(watchdog)
+        .arg(venv().join("bin/moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (port, child)
 }
