@@ -30,10 +30,27 @@ pub struct LoadedPolicy {
 
 impl LoadedPolicy {
     /// Derives the exec closures and existing read-only paths. A program
-    /// that cannot be read is a load error: it could never run.
+    /// that cannot be read is a load error: it could never run; so is a
+    /// pinned program whose file does not have the pinned digest.
     pub fn new(policy: Policy) -> Result<Self, std::io::Error> {
         let mut exec_closure = HashMap::new();
         for rule in &policy.programs {
+            if let Some(pinned) = &rule.sha256 {
+                let actual = std::fs::File::open(&rule.path)
+                    .and_then(crate::pin::sha256_hex)
+                    .map_err(|err| {
+                        std::io::Error::new(
+                            err.kind(),
+                            format!("program {}: {err}", rule.path.display()),
+                        )
+                    })?;
+                if actual != *pinned {
+                    let msg = crate::pin::mismatch(&rule.path, pinned, &actual);
+                    return Err(std::io::Error::other(format!(
+                        "{msg}: pin the file's digest or restore the file"
+                    )));
+                }
+            }
             let closure = crate::exec_index::exec_closure(&rule.path).map_err(|err| {
                 std::io::Error::new(
                     err.kind(),
@@ -147,5 +164,33 @@ impl Supervisor {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn policy_pinning(program: &str, sha256: &str) -> Policy {
+        let text = format!(
+            "cluster = \"c\"\nmode = \"shared\"\n[sandbox]\nuid_first = 200000\nuid_count = 10\n\
+             scratch_root = \"/var/lib/airlock/tasks\"\nread_only = []\n[network]\nmode = \"none\"\n\
+             [[program]]\npath = \"{program}\"\nsha256 = \"{sha256}\"\n"
+        );
+        Policy::parse(&text, "p.toml").unwrap()
+    }
+
+    #[test]
+    fn pinned_program_with_another_digest_is_a_load_error() {
+        let actual = crate::pin::sha256_hex(std::fs::File::open("/bin/true").unwrap()).unwrap();
+        assert!(LoadedPolicy::new(policy_pinning("/bin/true", &actual)).is_ok());
+        let wrong = "0".repeat(64);
+        let err = LoadedPolicy::new(policy_pinning("/bin/true", &wrong))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(&wrong) && err.contains(&actual), "{err}");
+        assert!(err.contains("/bin/true"), "{err}");
     }
 }

@@ -99,6 +99,7 @@ mod tests {
                 users: vec![],
                 groups: vec![],
                 justification: Some("data-science jobs are Python scripts".into()),
+                sha256: None,
             }],
             credentials: None,
             entitlements: vec![],

@@ -249,4 +249,8 @@ pub struct ProgramRule {
     pub groups: Vec<String>,
     /// Why the operator allows it.
     pub justification: Option<String>,
+    /// The program's pinned SHA-256 digest, 64 lower-case hex digits: the
+    /// launcher hashes the file it opened and executes exactly that file,
+    /// or refuses when the digest differs. `None`: not pinned.
+    pub sha256: Option<String>,
 }

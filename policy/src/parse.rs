@@ -152,6 +152,7 @@ struct ProgramFile {
     #[serde(default)]
     groups: Vec<Spanned<String>>,
     justification: Option<String>,
+    sha256: Option<Spanned<String>>,
 }
 
 /// A problem located by byte span, before line and column are known.
@@ -709,11 +710,25 @@ impl Check {
             for (j, group) in file.groups.iter().enumerate() {
                 self.user_name(group, format!("{key}.groups[{}]", j + 1));
             }
+            let sha256 = file.sha256.as_ref().map(|digest| {
+                let d = digest.get_ref();
+                if d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    let msg = format!(
+                        "{:?} is not a SHA-256 digest: write the 64 hex digits that \
+                         `sha256sum {}` prints",
+                        clip(d),
+                        file.path.get_ref()
+                    );
+                    self.push(digest.span(), format!("{key}.sha256"), msg);
+                }
+                d.to_ascii_lowercase()
+            });
             rules.push(ProgramRule {
                 path,
                 users: file.users.iter().map(|u| u.get_ref().clone()).collect(),
                 groups: file.groups.iter().map(|g| g.get_ref().clone()).collect(),
                 justification: file.justification.clone(),
+                sha256,
             });
         }
         rules

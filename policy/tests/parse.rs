@@ -41,6 +41,7 @@ justification = "notebooks"
 
 [[program]]
 path = "/opt/tool/bin/run"
+sha256 = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"
 "#;
 
 /// A valid policy, one line per key so that tests can replace lines.
@@ -107,12 +108,16 @@ fn full_policy_parses_into_every_field() {
                 users: vec!["alice".into()],
                 groups: vec!["ds".into(), "ml_ops".into()],
                 justification: Some("notebooks".into()),
+                sha256: None,
             },
             ProgramRule {
                 path: "/opt/tool/bin/run".into(),
                 users: vec![],
                 groups: vec![],
                 justification: None,
+                sha256: Some(
+                    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+                ),
             },
         ],
         credentials: None,
@@ -164,7 +169,7 @@ fn each_kind_of_error_reports_line_column_and_key() {
         (
             "unknown key in a program",
             edit("path", "path = \"/usr/bin/python3\"\nuser = [\"a\"]"),
-            vec!["p.toml:14:1: program[1].user: unknown field `user`, expected one of `path`, `users`, `groups`, `justification`"],
+            vec!["p.toml:14:1: program[1].user: unknown field `user`, expected one of `path`, `users`, `groups`, `justification`, `sha256`"],
         ),
         (
             "wrong type",
@@ -297,6 +302,11 @@ fn each_kind_of_error_reports_line_column_and_key() {
                 "p.toml:15:8: program[2].path: /usr/bin/python3 is already allowed by program[1]: merge the two rules",
                 "p.toml:16:10: program[2].users[1]: \"Bob\" is not a user or group name: use a lower-case ASCII letter or _ then up to 63 of a-z 0-9 _ . -",
             ],
+        ),
+        (
+            "pinned digest that is not sha256",
+            edit("path", "path = \"/usr/bin/python3\"\nsha256 = \"abc\""),
+            vec!["p.toml:14:10: program[1].sha256: \"abc\" is not a SHA-256 digest: write the 64 hex digits that `sha256sum /usr/bin/python3` prints"],
         ),
         (
             "every error is collected",

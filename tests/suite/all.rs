@@ -16,5 +16,6 @@ mod isolation;
 mod lifecycle;
 mod limits;
 mod network;
+mod operators;
 mod requests;
 mod transport;

@@ -3,6 +3,14 @@
 //! The exec still passes every check of the new credentials and Landlock
 //! domain (the kernel re-opens the file for exec), so opening early grants
 //! nothing. Argument and environment strings are built beforehand.
+//!
+//! A pinned program (`sha256` in its `[[program]]` rule) is opened for
+//! reading instead of `O_PATH`, hashed through that descriptor, and executed
+//! through the same descriptor only if the digest matches: a file put in the
+//! program's place after the check is a different inode that this descriptor
+//! does not reach, so nothing but the hashed file can run. (A writer that
+//! rewrites the pinned file itself in place, which needs write access to it,
+//! is outside what a pin protects: keep pinned programs root-owned.)
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -28,14 +36,19 @@ fn cstring(step: &str, s: String) -> Result<CString, LaunchError> {
 }
 
 impl Program {
-    /// Opens the program (`O_PATH`) and builds argv and envp.
+    /// Opens the program (`O_PATH`, or `O_RDONLY` and checks its digest
+    /// when it is pinned) and builds argv and envp.
     pub fn open(plan: &LaunchPlan) -> Result<Self, LaunchError> {
-        let fd = open(
-            &plan.program,
-            OFlag::O_PATH | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(sys(format!("open program {}", plan.program.display())))?;
+        let access = match plan.program_sha256 {
+            Some(_) => OFlag::O_RDONLY,
+            None => OFlag::O_PATH,
+        };
+        let fd = open(&plan.program, access | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(sys(format!("open program {}", plan.program.display())))?;
+        let fd = match &plan.program_sha256 {
+            Some(pinned) => verify(fd, &plan.program, pinned)?,
+            None => fd,
+        };
         let argv = plan
             .argv
             .iter()
@@ -57,6 +70,27 @@ impl Program {
             source: errno,
         }
     }
+}
+
+/// Hashes the opened program and hands the same descriptor back when its
+/// digest is the pinned one.
+fn verify(fd: OwnedFd, program: &std::path::Path, pinned: &str) -> Result<OwnedFd, LaunchError> {
+    const STEP: &str = "verify pinned program";
+    let file = std::fs::File::from(fd);
+    let actual = crate::pin::sha256_hex(&file).map_err(|source| LaunchError::Io {
+        step: format!("{STEP} {}", program.display()),
+        source,
+    })?;
+    if actual != pinned {
+        return Err(LaunchError::Check {
+            step: STEP.into(),
+            detail: format!(
+                "{}; it was not executed (restore the file, or pin its new digest and reload the policy)",
+                crate::pin::mismatch(program, pinned, &actual)
+            ),
+        });
+    }
+    Ok(OwnedFd::from(file))
 }
 
 /// Changes into the scratch dir and checks the cwd is where we expect.

@@ -28,6 +28,10 @@ pub struct LaunchPlan {
     pub scratch: PathBuf,
     /// The program to exec; must also be in `executables`.
     pub program: PathBuf,
+    /// The program's pinned SHA-256 (64 lower-case hex digits): the launcher
+    /// hashes the file it opened and executes it only if this matches.
+    #[serde(default)]
+    pub program_sha256: Option<String>,
     /// Full argv, argv[0] included.
     pub argv: Vec<String>,
     /// The whole environment of the task.
