@@ -1,0 +1,394 @@
+//! `airlock-bench`: how long a task takes to start and end, for a bare
+//! fork+exec (the limit), bubblewrap with comparable isolation, and Airlock
+//! end to end (through gRPC from a warm client, and through the `airlock`
+//! CLI), all in one run on this machine, so the ratios compare like with
+//! like. Also airlockd's resident memory idle and with many live tasks.
+//! Prints a markdown table. Run by `scripts/bench` (as root).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use std::time::{Duration, Instant};
+
+use airlock_executor::client::{connect, Endpoint};
+use airlock_protocol::v1::airlock_client::AirlockClient;
+use airlock_protocol::v1::{task_event, CancelTaskRequest, RunTaskRequest};
+use anyhow::{bail, Context};
+use tonic::transport::Channel;
+
+const CONCURRENCY: [usize; 4] = [1, 2, 8, 64];
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut tasks = 400usize;
+    let mut live = 1000usize;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--tasks" => tasks = args.next().context("--tasks N")?.parse()?,
+            "--live" => live = args.next().context("--live N")?.parse()?,
+            other => bail!("unknown argument {other}: airlock-bench [--tasks N] [--live N]"),
+        }
+    }
+    if !nix_is_root() {
+        bail!("airlock-bench starts airlockd, which needs root");
+    }
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("binary dir")?
+        .to_path_buf();
+    let bwrap = which("bwrap");
+    let daemon = Daemon::start(&bin_dir, live)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let channel = runtime.block_on(connect(&Endpoint::Unix(daemon.socket.clone()), None))?;
+
+    println!(
+        "| program | method | concurrency | median ms | p99 ms | tasks/s | × bare | × bwrap |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let programs: [(&str, &[&str]); 2] = [
+        ("/usr/bin/true", &[]),
+        ("/usr/bin/python3", &["-c", "pass"]),
+    ];
+    for (program, args) in programs {
+        let label = std::iter::once(program)
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let n = if program.ends_with("python3") {
+            tasks / 4
+        } else {
+            tasks
+        };
+        for c in CONCURRENCY {
+            let bare = measure(n, c, |_| spawn_status(Command::new(program).args(args)));
+            let bw = bwrap.as_ref().map(|b| {
+                measure(n, c, |_| {
+                    spawn_status(Command::new(b).args(BWRAP_ARGS).arg(program).args(args))
+                })
+            });
+            let grpc = {
+                let channel = channel.clone();
+                let runtime = &runtime;
+                measure(n, c, move |i| {
+                    runtime.block_on(run_grpc(channel.clone(), i, program, args))
+                })
+            };
+            let cli = measure(n, c, |i| {
+                spawn_status(
+                    Command::new(bin_dir.join("airlock"))
+                        .arg("--endpoint")
+                        .arg(format!("unix:{}", daemon.socket.display()))
+                        .args([
+                            "run",
+                            "--no-stdin",
+                            "--user",
+                            &format!("bench{}", i % 8),
+                            "--",
+                            program,
+                        ])
+                        .args(args),
+                )
+            });
+            for (method, m) in [
+                ("bare fork+exec", Some(&bare)),
+                ("bubblewrap", bw.as_ref()),
+                ("airlock gRPC (warm client)", Some(&grpc)),
+                ("airlock CLI", Some(&cli)),
+            ] {
+                let Some(m) = m else { continue };
+                let vs_bwrap = bw
+                    .as_ref()
+                    .map_or("-".to_string(), |b| format!("{:.2}", m.median / b.median));
+                println!(
+                    "| `{label}` | {method} | {c} | {:.2} | {:.2} | {:.0} | {:.2} | {vs_bwrap} |",
+                    m.median * 1e3,
+                    m.p99 * 1e3,
+                    m.per_second,
+                    m.median / bare.median,
+                );
+            }
+        }
+    }
+    if bwrap.is_none() {
+        println!("\nbubblewrap not found: its rows are missing (scripts/bench installs it)");
+    }
+
+    let idle = daemon.rss_kib()?;
+    let held = runtime.block_on(hold_sleeping_tasks(channel.clone(), live))?;
+    let busy = daemon.rss_kib()?;
+    runtime.block_on(cancel_all(channel, held))?;
+    println!(
+        "\nairlockd resident memory: idle {:.1} MiB; with {live} live sleeping tasks {:.1} MiB, {:.1} KiB per task",
+        idle as f64 / 1024.0,
+        busy as f64 / 1024.0,
+        (busy.saturating_sub(idle)) as f64 / live as f64
+    );
+    Ok(())
+}
+
+/// bubblewrap with isolation comparable to Airlock's: every namespace,
+/// a read-only system, private /tmp, /proc and /dev, an unprivileged uid.
+const BWRAP_ARGS: &[&str] = &[
+    "--unshare-all",
+    "--die-with-parent",
+    "--ro-bind",
+    "/usr",
+    "/usr",
+    "--symlink",
+    "usr/lib",
+    "/lib",
+    "--symlink",
+    "usr/lib64",
+    "/lib64",
+    "--symlink",
+    "usr/bin",
+    "/bin",
+    "--ro-bind",
+    "/etc",
+    "/etc",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--tmpfs",
+    "/tmp",
+    "--uid",
+    "65534",
+    "--gid",
+    "65534",
+    "--new-session",
+    "--cap-drop",
+    "ALL",
+    "--",
+];
+
+struct Measured {
+    median: f64,
+    p99: f64,
+    per_second: f64,
+}
+
+/// Runs `n` tasks on `c` threads, each timing its tasks one after another.
+fn measure(n: usize, c: usize, run: impl Fn(usize) -> anyhow::Result<()> + Sync) -> Measured {
+    let start = Instant::now();
+    let run = &run;
+    let mut all: Vec<f64> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..c)
+            .map(|w| {
+                s.spawn(move || {
+                    let mut times = Vec::new();
+                    let mut i = w;
+                    while i < n {
+                        let t = Instant::now();
+                        if let Err(err) = run(i) {
+                            eprintln!("task {i} failed: {err:#}");
+                        }
+                        times.push(t.elapsed().as_secs_f64());
+                        i += c;
+                    }
+                    times
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    let wall = start.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        all.get(((all.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Measured {
+        median: pick(0.5),
+        p99: pick(0.99),
+        per_second: all.len() as f64 / wall,
+    }
+}
+
+fn spawn_status(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("{cmd:?}: {status}");
+    }
+    Ok(())
+}
+
+async fn run_grpc(channel: Channel, i: usize, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let mut client = AirlockClient::new(channel);
+    let mut stream = client
+        .run_task(RunTaskRequest {
+            user: format!("bench{}", i % 8),
+            program: program.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    while let Some(event) = stream.message().await? {
+        if let Some(task_event::Event::Exited(e)) = event.event {
+            if e.exit_code != Some(0) {
+                bail!("task ended: {e:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts `n` sleeping tasks and returns their ids and streams once all
+/// have started.
+async fn hold_sleeping_tasks(
+    channel: Channel,
+    n: usize,
+) -> anyhow::Result<Vec<(String, tonic::Streaming<airlock_protocol::v1::TaskEvent>)>> {
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut client = AirlockClient::new(channel.clone());
+        let mut stream = client
+            .run_task(RunTaskRequest {
+                user: format!("bench{}", i % 8),
+                program: "/usr/bin/sleep".into(),
+                args: vec!["600".into()],
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        match stream.message().await?.and_then(|e| e.event) {
+            Some(task_event::Event::Started(s)) => held.push((s.task_id, stream)),
+            other => bail!("sleeping task {i} did not start: {other:?}"),
+        }
+    }
+    // Let the daemon settle (buffers, tasks of the runtime).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(held)
+}
+
+async fn cancel_all(
+    channel: Channel,
+    held: Vec<(String, tonic::Streaming<airlock_protocol::v1::TaskEvent>)>,
+) -> anyhow::Result<()> {
+    let mut client = AirlockClient::new(channel);
+    for (id, _) in &held {
+        client
+            .cancel_task(CancelTaskRequest {
+                task_id: id.clone(),
+            })
+            .await?;
+    }
+    for (_, mut stream) in held {
+        while stream.message().await?.is_some() {}
+    }
+    Ok(())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A bench airlockd: tasks without network (they join one empty namespace),
+/// its own uid range and scratch root, /usr/bin/true, python3 and sleep.
+struct Daemon {
+    child: std::process::Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(bin_dir: &Path, live: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("airlock-bench-")
+            .tempdir_in("/var/tmp")?;
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
+        let socket = dir.path().join("airlockd.sock");
+        let policy = format!(
+            r#"cluster = "bench"
+mode = "shared"
+[sandbox]
+uid_first = 910000
+uid_count = {count}
+scratch_root = "{root}/tasks"
+audit_log = "{root}/audit.jsonl"
+read_only = ["/usr/lib/python3", "/usr/lib/python3.11", "/usr/lib/x86_64-linux-gnu", "/etc"]
+[network]
+mode = "none"
+[limits]
+processes = 16
+[[program]]
+path = "/usr/bin/true"
+[[program]]
+path = "/usr/bin/python3"
+[[program]]
+path = "/usr/bin/sleep"
+"#,
+            count = live + 200,
+            root = dir.path().display()
+        );
+        let config = dir.path().join("policy.toml");
+        std::fs::write(&config, policy)?;
+        let child = Command::new(bin_dir.join("airlockd"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg(format!("unix:{}", socket.display()))
+            .env("AIRLOCK_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if Instant::now() > deadline {
+                bail!("airlockd did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self {
+            child,
+            socket,
+            _dir: dir,
+        })
+    }
+
+    fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .context("VmRSS")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
