@@ -13,6 +13,9 @@
 //! - [`Policy::decide`] answers with a [`Decision`]: an [`Admission`] with
 //!   the effective limits, or a [`Denial`] whose reason names the rule or
 //!   setting that decided.
+//! - [`Policy::warnings`] lists risky but valid entries (an interpreter that
+//!   can read tenant-writable places, port 80, directories of executables),
+//!   given [`HostFacts`] the caller gathered.
 //! - [`Policy::decide_role`] answers which IAM role a task assumes, from the
 //!   `[[entitlement]]` mapping or the roles of the user's SAML assertion
 //!   ([`RoleDecision`]), before any STS call.
@@ -32,6 +35,7 @@ mod parse;
 mod request;
 mod roles;
 mod units;
+mod warn;
 
 pub use decide::{Admission, Decision, Denial, TaskRequest};
 pub use model::{
@@ -46,6 +50,7 @@ pub use request::{
 pub use roles::{
     is_role_arn, is_saml_provider_arn, RoleDecision, RoleRequest, MAX_SESSION_POLICY_CHARS,
 };
+pub use warn::{is_interpreter, HostFacts, PolicyWarning};
 
 #[cfg(test)]
 mod tests {

@@ -91,3 +91,54 @@ async fn pinned_program_swapped_after_load_is_refused_and_never_runs() {
     assert!(out.ok().stdout().starts_with("uid="), "{}", out.stdout());
     assert!(d.scratch_dirs().is_empty());
 }
+
+/// Runs the `airlock` CLI and returns (exit code, stdout, stderr).
+pub fn airlock_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(bin_dir().join("airlock"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn policy_check_prints_errors_with_lines_and_warnings_without_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    let file_arg = file.to_str().unwrap();
+    let risky = "cluster = \"c\"\nmode = \"shared\"\n[sandbox]\nuid_first = 200000\n\
+                 uid_count = 5\nscratch_root = \"/var/lib/airlock/tasks\"\nread_only = [\"/usr/bin\"]\n\
+                 [network]\nmode = \"host\"\nconnect_tcp = [443, 80]\n\
+                 [[program]]\npath = \"/usr/bin/python3\"\n[[program]]\npath = \"/opt/nowhere/tool\"\n";
+    std::fs::write(&file, risky).unwrap();
+    let (code, stdout, stderr) = airlock_cli(&["policy", "check", file_arg]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("ok (cluster c, 2 programs, 3 warnings)"),
+        "{stdout}"
+    );
+    for key in [
+        "sandbox.read_only[1]",
+        "network.connect_tcp[2]",
+        "program[2].path",
+    ] {
+        assert!(
+            stderr.contains(&format!("{file_arg}: warning: {key}: ")),
+            "{key}: {stderr}"
+        );
+    }
+    let (code, _, stderr) = airlock_cli(&["policy", "check", "--deny-warnings", file_arg]);
+    assert_eq!(code, 1, "{stderr}");
+
+    std::fs::write(&file, risky.replace("uid_count = 5", "uid_count = 0")).unwrap();
+    let (code, _, stderr) = airlock_cli(&["policy", "check", file_arg]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim(),
+        format!("{file_arg}:5:13: sandbox.uid_count: 0 is out of range: use 1 to 1000000")
+    );
+}

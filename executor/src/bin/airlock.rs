@@ -117,10 +117,15 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Parse and validate a policy file; print every error with its line.
+    /// Parse and validate a policy file; print every error with its line,
+    /// then warnings about risky entries (exit 0 with warnings, unless
+    /// --deny-warnings).
     Check {
         /// The policy file (TOML).
         file: PathBuf,
+        /// Exit 1 when there are warnings.
+        #[arg(long)]
+        deny_warnings: bool,
     },
 }
 
@@ -196,8 +201,12 @@ async fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Policy(PolicyCommand::Check { file }) = &cli.command {
-        return policy_check(file);
+    if let Command::Policy(PolicyCommand::Check {
+        file,
+        deny_warnings,
+    }) = &cli.command
+    {
+        return policy_check(file, *deny_warnings);
     }
     let endpoint = client::resolve_endpoint(cli.endpoint.as_deref())?;
     let tls = match (cli.tls_ca, cli.tls_cert, cli.tls_key) {
@@ -233,7 +242,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         // Answered above, before connecting; kept so that the match is total.
-        Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
+        Command::Policy(PolicyCommand::Check {
+            file,
+            deny_warnings,
+        }) => policy_check(&file, deny_warnings),
     }
 }
 
@@ -302,17 +314,32 @@ fn status_text(status: &Status) -> String {
 
 // ---------------------------------------------------------------- policy check
 
-fn policy_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn policy_check(file: &std::path::Path, deny_warnings: bool) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     match airlock_policy::Policy::parse(&text, &file.display().to_string()) {
         Ok(policy) => {
+            let warnings = policy.warnings(&host_facts(&policy));
             println!(
-                "{}: ok (cluster {}, {} programs)",
+                "{}: ok (cluster {}, {} programs, {} warnings)",
                 file.display(),
                 policy.cluster,
-                policy.programs.len()
+                policy.programs.len(),
+                warnings.len()
             );
+            let mut err = io::stderr().lock();
+            for warning in &warnings {
+                let _ = writeln!(err, "{}: warning: {warning}", file.display());
+            }
+            if deny_warnings && !warnings.is_empty() {
+                let _ = writeln!(
+                    err,
+                    "{}: {} warnings and --deny-warnings: failing",
+                    file.display(),
+                    warnings.len()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -320,6 +347,23 @@ fn policy_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// What this host says about the policy's programs: whether each exists,
+/// and the digest of each pinned one.
+fn host_facts(policy: &airlock_policy::Policy) -> airlock_policy::HostFacts {
+    let mut facts = airlock_policy::HostFacts::default();
+    for path in policy.host_paths() {
+        facts.exists.insert(path.clone(), path.exists());
+    }
+    for rule in policy.programs.iter().filter(|r| r.sha256.is_some()) {
+        if let Ok(digest) =
+            std::fs::File::open(&rule.path).and_then(airlock_executor::pin::sha256_hex)
+        {
+            facts.sha256.insert(rule.path.clone(), digest);
+        }
+    }
+    facts
 }
 
 // ------------------------------------------------------------------------ run
