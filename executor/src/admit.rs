@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use airlock_policy::{
-    Decision, Limits, RequestShape, RequestedLimits, RoleDecision, RoleRequest, TaskRequest,
+    Decision, Limits, Policy, RequestShape, RequestedLimits, RoleDecision, RoleRequest, TaskRequest,
 };
-use airlock_protocol::v1::{RunTaskRequest, TaskInfo, TaskState};
+use airlock_protocol::v1::{ExplainTaskResponse, RunTaskRequest, TaskInfo, TaskState};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditEvent;
@@ -69,12 +69,38 @@ pub struct Admitted {
     pub grant: Option<crate::credentials::Grant>,
 }
 
-/// Admits `req` or says why not.
-pub fn admit(
-    sup: &Supervisor,
-    req: RunTaskRequest,
-    driver_uid: Option<u32>,
-) -> Result<Admitted, AdmitError> {
+/// What the policy says about a well-formed request: the same answer for
+/// `RunTask` and for `ExplainTask`.
+pub struct Decided {
+    /// The program decision.
+    pub decision: Decision,
+    /// The role the task would get credentials for.
+    pub grant: Option<crate::credentials::Grant>,
+    /// Why the role was refused, when it was (the program was allowed).
+    pub role_denial: Option<String>,
+}
+
+impl Decided {
+    /// The effective limits when the task may run.
+    pub fn limits(&self) -> Option<Limits> {
+        match (&self.decision, &self.role_denial) {
+            (Decision::Allow(a), None) => Some(a.limits),
+            _ => None,
+        }
+    }
+
+    /// The reason a task is denied: the program's, else the role's.
+    pub fn reason(&self) -> Option<&str> {
+        match &self.decision {
+            Decision::Deny(d) => Some(d.reason.as_str()),
+            Decision::Allow(_) => self.role_denial.as_deref(),
+        }
+    }
+}
+
+/// Validates the request's shape and asks `policy` about it. Pure apart
+/// from parsing a SAML assertion: nothing is reserved or recorded.
+pub fn decide(policy: &Policy, req: &RunTaskRequest) -> Result<Decided, AdmitError> {
     let env: Vec<(String, String)> = req
         .env
         .iter()
@@ -89,25 +115,86 @@ pub fn admit(
         env: &env,
         stdin_len: req.stdin.len(),
     })?;
-    let id = if req.task_id.is_empty() {
-        new_task_id()
-    } else {
-        req.task_id.clone()
-    };
-    let policy = sup.policy.clone();
-    let requested = requested_limits(&req);
-    let decision = policy.policy.decide(&TaskRequest {
+    let requested = requested_limits(req);
+    let decision = policy.decide(&TaskRequest {
         user: &req.user,
         groups: &req.groups,
         program: &req.program,
         timeout_ms: req.timeout_ms,
         limits: &requested,
     });
+    let (grant, role_denial) = decide_role(policy, req)?;
+    Ok(Decided {
+        decision,
+        grant,
+        role_denial,
+    })
+}
+
+/// `ExplainTask`: the decision on `req` and the rule behind it, as text
+/// for people and as fields. A denial's text is the message `RunTask`'s
+/// denial carries.
+pub fn explain(
+    policy: &Policy,
+    policy_sha256: &str,
+    req: &RunTaskRequest,
+) -> Result<ExplainTaskResponse, AdmitError> {
+    let decided = decide(policy, req)?;
+    let mut out = ExplainTaskResponse {
+        policy_sha256: policy_sha256.to_string(),
+        ..Default::default()
+    };
+    match (&decided.decision, decided.reason()) {
+        (Decision::Allow(a), None) => {
+            out.allowed = true;
+            out.program_rule = u32::try_from(a.rule + 1).unwrap_or(u32::MAX);
+            out.limits = Some(crate::run::wire_limits(&a.limits));
+            let credentials = match &decided.grant {
+                None => "none: the task gets no AWS credentials".to_string(),
+                Some(g) if g.saml.is_some() => {
+                    format!("role {} (granted by the SAML assertion)", g.role_arn)
+                }
+                Some(g) => format!("role {} (granted by the policy's entitlements)", g.role_arn),
+            };
+            out.role_arn = decided
+                .grant
+                .as_ref()
+                .map(|g| g.role_arn.clone())
+                .unwrap_or_default();
+            out.text = format!(
+                "{}\ncredentials: {credentials}",
+                policy.explain_admission(a)
+            );
+        }
+        (_, reason) => {
+            out.reason = reason.unwrap_or_default().to_string();
+            out.text = format!("denied: {}", out.reason);
+        }
+    }
+    Ok(out)
+}
+
+/// Admits `req` or says why not.
+pub fn admit(
+    sup: &Supervisor,
+    req: RunTaskRequest,
+    driver_uid: Option<u32>,
+) -> Result<Admitted, AdmitError> {
+    let policy = sup.policy();
+    let Decided {
+        decision,
+        grant,
+        role_denial,
+    } = decide(&policy.policy, &req)?;
+    let id = if req.task_id.is_empty() {
+        new_task_id()
+    } else {
+        req.task_id.clone()
+    };
     let (limits, reason) = match &decision {
         Decision::Allow(a) => (Some(a.limits), None),
         Decision::Deny(d) => (None, Some(d.reason.as_str())),
     };
-    let (grant, role_denial) = decide_role(&policy.policy, &req)?;
     let (limits, reason) = match &role_denial {
         Some(denial) if limits.is_some() => (None, Some(denial.as_str())),
         _ => (limits, reason),
@@ -127,6 +214,7 @@ pub fn admit(
         reason,
         driver_uid,
         role_arn,
+        policy_sha256: &policy.sha256,
     });
     let Some(limits) = limits else {
         return Err(AdmitError::Denied(reason.unwrap_or_default().to_string()));
@@ -187,7 +275,7 @@ pub fn admit(
 /// The role the task gets: from the SAML assertion's roles when the request
 /// carries one, else from the policy's entitlements. A denial is a reason.
 fn decide_role(
-    policy: &airlock_policy::Policy,
+    policy: &Policy,
     req: &RunTaskRequest,
 ) -> Result<(Option<crate::credentials::Grant>, Option<String>), AdmitError> {
     if !req.role_arn.is_empty() && !airlock_policy::is_role_arn(&req.role_arn) {

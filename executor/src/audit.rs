@@ -23,6 +23,8 @@ pub enum AuditEvent<'a> {
         killed_processes: usize,
         /// Scratch dirs removed at start-up.
         removed_scratch_dirs: usize,
+        /// SHA-256 of the policy file loaded.
+        policy_sha256: &'a str,
     },
     /// A task was admitted or denied.
     Admission {
@@ -49,6 +51,28 @@ pub enum AuditEvent<'a> {
         /// The IAM role asked for or granted, if any.
         #[serde(skip_serializing_if = "Option::is_none")]
         role_arn: Option<&'a str>,
+        /// SHA-256 of the policy file that decided.
+        policy_sha256: &'a str,
+    },
+    /// The policy file was read again (SIGHUP or `ReloadPolicy`), and
+    /// either replaced the policy or was rejected, changing nothing.
+    PolicyReload {
+        /// The policy file.
+        path: &'a str,
+        /// "sighup" or "api".
+        trigger: &'a str,
+        /// The caller's uid, for the API.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        caller_uid: Option<u32>,
+        /// "applied" or "rejected".
+        outcome: &'static str,
+        /// SHA-256 of the file read (empty when it could not be read).
+        sha256: &'a str,
+        /// SHA-256 of the policy in force before.
+        previous_sha256: &'a str,
+        /// Why it was rejected.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
     },
     /// A task ended and was purged.
     TaskEnd {

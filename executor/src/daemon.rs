@@ -71,6 +71,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         std::fs::read_to_string(&args.config).with_context(|| format!("read policy {origin}"))?;
     let policy =
         Policy::parse(&text, &origin).map_err(|errs| anyhow::anyhow!("invalid policy:\n{errs}"))?;
+    let policy_sha256 = crate::pin::sha256_hex(text.as_bytes())?;
     let layers = check_layers(&policy)?;
     let seccomp = crate::seccomp_profile::compile()?;
     let netns = EmptyNetns::create()
@@ -102,6 +103,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         cluster: &policy.cluster,
         killed_processes: leftovers.killed,
         removed_scratch_dirs: leftovers.removed,
+        policy_sha256: &policy_sha256,
     });
     if leftovers.killed + leftovers.removed > 0 {
         tracing::warn!(
@@ -116,7 +118,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             "a process or scratch dir of this uid survives clean-up; the uid is not handed out"
         );
     }
-    let loaded = LoadedPolicy::new(policy).context("load policy programs")?;
+    let mut loaded = LoadedPolicy::new(policy).context("load policy programs")?;
+    loaded.sha256 = policy_sha256;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -140,7 +143,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 .for_each(|uid| pool.quarantine(*uid));
             pool
         },
-        policy: Arc::new(loaded),
+        policy: std::sync::RwLock::new(Arc::new(loaded)),
+        config: args.config.clone(),
+        reloading: std::sync::Mutex::new(()),
         audit,
         seccomp,
         host: HostFacts {
@@ -390,6 +395,7 @@ async fn serve(sup: Arc<Supervisor>, args: &Args) -> anyhow::Result<()> {
             tokio::spawn(crate::credentials::endpoint::serve(sup.clone(), listener));
         }
     }
+    tokio::spawn(reload_on_sighup(sup.clone()));
     wait_for_signal().await;
     tracing::info!("shutting down: cancelling every task");
     health_reporter
@@ -474,6 +480,27 @@ fn bind_unix(path: &Path, group: Option<&str>) -> anyhow::Result<tokio::net::Uni
     nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(0)), gid)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(listener)
+}
+
+/// Reloads the policy on every SIGHUP (see [`crate::reload`]); a rejected
+/// file is logged and audited there, and the old policy stays.
+async fn reload_on_sighup(sup: Arc<Supervisor>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => hup,
+        Err(err) => {
+            tracing::error!(
+                ?err,
+                "cannot handle SIGHUP; reload with `airlock policy reload`"
+            );
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let sup = sup.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || crate::reload::reload(&sup, "sighup", None)).await;
+    }
 }
 
 async fn wait_for_signal() {

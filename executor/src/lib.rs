@@ -12,6 +12,7 @@ pub mod exec_index;
 pub mod launch;
 pub mod pin;
 pub mod purge;
+pub mod reload;
 pub mod run;
 pub mod seccomp_profile;
 pub mod service;

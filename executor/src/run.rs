@@ -426,7 +426,8 @@ fn set_state(sup: &Supervisor, id: &str, state: TaskState) {
     }
 }
 
-fn wire_limits(l: &airlock_policy::Limits) -> WireLimits {
+/// Limits as the wire shows them.
+pub fn wire_limits(l: &airlock_policy::Limits) -> WireLimits {
     WireLimits {
         memory_bytes: Some(l.memory_bytes),
         processes: Some(l.processes),

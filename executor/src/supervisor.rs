@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use airlock_policy::{Policy, ProgramRule};
 use airlock_protocol::v1::TaskInfo;
@@ -26,6 +26,9 @@ pub struct LoadedPolicy {
     pub exec_closure: HashMap<PathBuf, Vec<PathBuf>>,
     /// The policy's read-only paths that exist on this host.
     pub read_only: Vec<PathBuf>,
+    /// SHA-256 of the policy file's text (64 lower-case hex digits); empty
+    /// when the policy did not come from a file.
+    pub sha256: String,
 }
 
 impl LoadedPolicy {
@@ -75,6 +78,7 @@ impl LoadedPolicy {
             policy,
             exec_closure,
             read_only,
+            sha256: String::new(),
         })
     }
 
@@ -137,8 +141,15 @@ pub struct HostFacts {
 
 /// Everything the service and the task runners share.
 pub struct Supervisor {
-    /// The current policy.
-    pub policy: Arc<LoadedPolicy>,
+    /// The current policy: read once per admission ([`Supervisor::policy`]),
+    /// replaced whole by a reload ([`crate::reload`]). An admitted task holds
+    /// its own `Arc`, so a reload never changes a task's policy.
+    pub policy: RwLock<Arc<LoadedPolicy>>,
+    /// The policy file, read again on reload.
+    pub config: PathBuf,
+    /// Held for the whole of a reload, so that two reloads (SIGHUP and the
+    /// API) cannot interleave their check and swap.
+    pub reloading: Mutex<()>,
     /// Free task uids.
     pub uids: UidPool,
     /// The audit log.
@@ -157,6 +168,15 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
+    /// The policy in force now (a poisoned lock still holds a whole `Arc`:
+    /// the swap is a single assignment).
+    pub fn policy(&self) -> Arc<LoadedPolicy> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// Locks the registry (a poisoned lock is still usable: entries are
     /// plain data).
     pub fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {

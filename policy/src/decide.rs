@@ -203,3 +203,44 @@ fn who(rule: &ProgramRule) -> String {
         _ => groups,
     }
 }
+
+impl Policy {
+    /// Which rule admitted a task and what it gets, for people (`airlock
+    /// policy explain`): the rule's number and path, whom it allows, its pin,
+    /// and the effective limits.
+    pub fn explain_admission(&self, a: &Admission) -> String {
+        let Some(rule) = self.programs.get(a.rule) else {
+            return format!("allowed: {}", a.program.display());
+        };
+        let whom = if rule.users.is_empty() && rule.groups.is_empty() {
+            "everyone".to_string()
+        } else {
+            who(rule)
+        };
+        let pin = match &rule.sha256 {
+            Some(d) => format!(", pinned to sha256 {d}"),
+            None => String::new(),
+        };
+        let mode = match &self.mode {
+            ClusterMode::Shared => "shared cluster".to_string(),
+            ClusterMode::SingleUser { user } => format!("single-user cluster assigned to {user}"),
+        };
+        let l = &a.limits;
+        format!(
+            "allowed: program rule {} ({}) allows {whom}{pin}, on {mode} {}\n\
+             limits: memory {}, processes {}, open_files {}, file_size {}, cpu_seconds {}, \
+             wall_time {}, output {}, tmp {}",
+            a.rule + 1,
+            rule.path.display(),
+            self.cluster,
+            fmt_bytes(l.memory_bytes),
+            l.processes,
+            l.open_files,
+            fmt_bytes(l.file_size_bytes),
+            l.cpu_seconds,
+            fmt_ms(l.wall_time_ms),
+            fmt_bytes(l.output_bytes),
+            fmt_bytes(l.tmp_bytes),
+        )
+    }
+}

@@ -1,5 +1,7 @@
 //! What operators rely on: pinned programs run only as the exact file that
-//! was hashed.
+//! was hashed; `airlock policy check` reports errors by line and warns about
+//! risky entries; `policy explain` gives the decision RunTask makes; a reload
+//! (API or SIGHUP) loses no task and a broken file changes nothing.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -140,5 +142,431 @@ fn policy_check_prints_errors_with_lines_and_warnings_without_failing() {
     assert_eq!(
         stderr.trim(),
         format!("{file_arg}:5:13: sandbox.uid_count: 0 is out of range: use 1 to 1000000")
+    );
+}
+
+/// One explain-versus-RunTask case.
+struct Case {
+    name: &'static str,
+    user: &'static str,
+    groups: &'static [&'static str],
+    program: &'static str,
+    args: &'static [&'static str],
+    memory: Option<u64>,
+    allowed: bool,
+}
+
+impl Case {
+    fn request(&self) -> RunTaskRequest {
+        RunTaskRequest {
+            user: self.user.into(),
+            groups: self.groups.iter().map(|g| g.to_string()).collect(),
+            program: self.program.into(),
+            args: self.args.iter().map(|a| a.to_string()).collect(),
+            limits: self
+                .memory
+                .and_then(|m| limits(|l| l.memory_bytes = Some(m))),
+            ..Default::default()
+        }
+    }
+
+    fn cli_args(&self, config: &Path) -> Vec<String> {
+        let mut out = vec!["policy".into(), "explain".into(), "--config".into()];
+        out.push(config.display().to_string());
+        out.extend(["--user".into(), self.user.into()]);
+        for g in self.groups {
+            out.extend(["--group".into(), g.to_string()]);
+        }
+        if let Some(m) = self.memory {
+            out.extend(["--memory".into(), m.to_string()]);
+        }
+        out.push("--".into());
+        out.push(self.program.into());
+        out.extend(self.args.iter().map(|a| a.to_string()));
+        out
+    }
+}
+
+/// Explain (over gRPC and from the file) agrees with what RunTask does.
+async fn check_explain_agrees(d: &Daemon, cases: &[Case]) {
+    for case in cases {
+        let name = case.name;
+        let explained = d
+            .client()
+            .await
+            .explain_task(case.request())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            explained.allowed, case.allowed,
+            "{name}: {}",
+            explained.text
+        );
+        let (code, stdout, stderr) = airlock_cli(
+            &case
+                .cli_args(&d.config)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(stdout.trim_end(), explained.text, "{name}: {stderr}");
+        assert_eq!(code, if case.allowed { 0 } else { 77 }, "{name}: {stderr}");
+        let ran = d.run(case.request()).await;
+        if case.allowed {
+            ran.ok();
+            assert!(
+                explained.text.starts_with("allowed: program rule "),
+                "{name}"
+            );
+        } else {
+            let status = ran.status.expect("denied");
+            assert_eq!(status.code(), tonic::Code::PermissionDenied, "{name}");
+            assert_eq!(status.message(), explained.reason, "{name}");
+            assert_eq!(
+                explained.text,
+                format!("denied: {}", status.message()),
+                "{name}"
+            );
+        }
+    }
+}
+
+const RESTRICTED: &str =
+    "[[program]]\npath = \"/usr/bin/true\"\nusers = [\"bob\"]\ngroups = [\"ds\"]\n";
+
+fn case(name: &'static str, user: &'static str, program: &'static str, allowed: bool) -> Case {
+    Case {
+        name,
+        user,
+        groups: &[],
+        program,
+        args: &[],
+        memory: None,
+        allowed,
+    }
+}
+
+#[tokio::test]
+async fn explain_agrees_with_the_real_decision() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts {
+        extra_programs: RESTRICTED,
+        ..Default::default()
+    });
+    let cases = [
+        Case {
+            args: &["-c", "pass"],
+            ..case("allowed", "alice", "/usr/bin/python3", true)
+        },
+        case("not allowlisted", "alice", "/usr/bin/id", false),
+        case("user not in the rule", "alice", "/usr/bin/true", false),
+        case("user named by the rule", "bob", "/usr/bin/true", true),
+        Case {
+            groups: &["ds"],
+            ..case("group named by the rule", "carol", "/usr/bin/true", true)
+        },
+        Case {
+            memory: Some(1 << 30),
+            ..case("limit above the policy", "alice", "/usr/bin/python3", false)
+        },
+    ];
+    check_explain_agrees(&d, &cases).await;
+
+    // The same daemon, reloaded into a single-user cluster.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let single = text.replacen(
+        "mode = \"shared\"",
+        "mode = \"single-user\"\nassigned_user = \"bob\"",
+        1,
+    );
+    std::fs::write(&d.config, single).unwrap();
+    d.client()
+        .await
+        .reload_policy(airlock_protocol::v1::ReloadPolicyRequest {})
+        .await
+        .unwrap();
+    let cases = [
+        Case {
+            args: &["-c", "pass"],
+            ..case(
+                "single-user cluster, another user",
+                "alice",
+                "/usr/bin/python3",
+                false,
+            )
+        },
+        Case {
+            args: &["-c", "pass"],
+            ..case(
+                "single-user cluster, its user",
+                "bob",
+                "/usr/bin/python3",
+                true,
+            )
+        },
+    ];
+    check_explain_agrees(&d, &cases).await;
+}
+
+async fn reload(d: &Daemon) -> Result<airlock_protocol::v1::ReloadPolicyResponse, tonic::Status> {
+    d.client()
+        .await
+        .reload_policy(airlock_protocol::v1::ReloadPolicyRequest {})
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn text_sha256(text: &str) -> String {
+    airlock_executor::pin::sha256_hex(text.as_bytes()).unwrap()
+}
+
+/// Runs a task on its own connection, to the end.
+async fn run_owned(
+    mut client: airlock_protocol::v1::airlock_client::AirlockClient<tonic::transport::Channel>,
+    req: RunTaskRequest,
+) -> Outcome {
+    use airlock_protocol::v1::{task_event::Event, Stream};
+    let mut out = Outcome::default();
+    let mut stream = match client.run_task(req).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            out.status = Some(status);
+            return out;
+        }
+    };
+    while let Some(ev) = stream.message().await.unwrap() {
+        match ev.event.unwrap() {
+            Event::Started(s) => out.started = Some(s),
+            Event::Output(o) if o.stream == Stream::Stdout as i32 => out.stdout.extend(o.data),
+            Event::Output(o) => out.stderr.extend(o.data),
+            Event::Exited(e) => out.exited = Some(e),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn reload_under_load_loses_no_task() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let original = std::fs::read_to_string(&d.config).unwrap();
+    // B: fewer processes per task and one more program.
+    let narrower = original.replace("processes = 32", "processes = 16")
+        + "\n[[program]]\npath = \"/usr/bin/true\"\n";
+    assert_ne!(original, narrower);
+
+    // Tasks admitted under the original policy, running across every reload.
+    let mut running = Vec::new();
+    for _ in 0..3 {
+        let req = python("alice", "import time; time.sleep(2); print('done')");
+        running.push(start_background(&d, req).await);
+    }
+    // Tasks arriving all through the reloads.
+    let mut arriving = Vec::new();
+    for i in 0..24 {
+        let client = d.client().await;
+        arriving.push(tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(40 * i)).await;
+            run_owned(client, python("bob", "print('ok')")).await
+        }));
+    }
+    let mut applied = Vec::new();
+    for round in 0..6 {
+        let text = if round % 2 == 0 { &narrower } else { &original };
+        std::fs::write(&d.config, text).unwrap();
+        let r = reload(&d).await.unwrap();
+        assert_eq!(r.policy_sha256, text_sha256(text));
+        applied.push(r.policy_sha256);
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    for task in arriving {
+        let out = task.await.unwrap();
+        assert_eq!(out.ok().stdout(), "ok\n", "{:?}", out.status);
+    }
+    for (_, handle) in running {
+        let out = handle.await.unwrap();
+        assert_eq!(out.ok().stdout(), "done\n");
+        let started = out.started.as_ref().unwrap();
+        assert_eq!(
+            started.limits.unwrap().processes,
+            Some(32),
+            "admitted under the original"
+        );
+    }
+
+    // The last reload put the original back; SIGHUP now applies B.
+    std::fs::write(&d.config, &narrower).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let b = text_sha256(&narrower);
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || {
+            d.audit().iter().any(|r| {
+                r["event"] == "policy_reload" && r["trigger"] == "sighup" && r["sha256"] == b
+            })
+        })
+        .await,
+        "no SIGHUP reload record: {}",
+        d.log()
+    );
+    let out = d.python("alice", "pass").await;
+    assert_eq!(
+        out.ok().started.as_ref().unwrap().limits.unwrap().processes,
+        Some(16)
+    );
+    let out = d.run(run_program(Path::new("/usr/bin/true"), &[])).await;
+    out.ok();
+
+    let audit = d.audit();
+    let reloads: Vec<_> = audit
+        .iter()
+        .filter(|r| r["event"] == "policy_reload" && r["trigger"] == "api")
+        .collect();
+    assert_eq!(reloads.len(), 6);
+    for (record, sha) in reloads.iter().zip(&applied) {
+        assert_eq!(record["outcome"], "applied");
+        assert_eq!(record["sha256"], sha.as_str());
+        assert_eq!(record["caller_uid"], 0);
+    }
+    let start = audit.iter().find(|r| r["event"] == "start").unwrap();
+    assert_eq!(start["policy_sha256"], text_sha256(&original));
+    assert!(audit
+        .iter()
+        .filter(|r| r["event"] == "admission")
+        .all(|r| r["policy_sha256"] == text_sha256(&original) || r["policy_sha256"] == b));
+    assert!(d.pool_processes().is_empty());
+}
+
+#[tokio::test]
+async fn a_broken_policy_file_changes_nothing() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts {
+        extra_programs: "[[program]]\npath = \"/usr/bin/true\"\n",
+        ..Default::default()
+    });
+    let original = std::fs::read_to_string(&d.config).unwrap();
+    let in_force = text_sha256(&original);
+    let config = d.config.display().to_string();
+    let broken = [
+        (
+            "syntax error",
+            original.replacen("cluster = \"test\"", "cluster = \"test", 1),
+            format!("invalid policy, nothing changed:\n{config}:1:"),
+        ),
+        (
+            "invalid value",
+            original.replace("processes = 32", "processes = 0"),
+            "limits.processes: a zero processes limit".to_string(),
+        ),
+        (
+            "start-up setting changed",
+            original.replace("uid_count = 50", "uid_count = 40"),
+            "changes settings that only a restart of airlockd applies (sandbox.uid_first/uid_count)"
+                .to_string(),
+        ),
+        (
+            "program missing on this host",
+            original.replace("/usr/bin/true", "/usr/bin/no-such-program"),
+            "cannot be loaded on this host, nothing changed: program /usr/bin/no-such-program"
+                .to_string(),
+        ),
+    ];
+    for (name, text, want) in &broken {
+        std::fs::write(&d.config, text).unwrap();
+        let status = reload(&d).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{name}");
+        assert!(
+            status.message().contains(want),
+            "{name}: {}",
+            status.message()
+        );
+        // Still the original: /usr/bin/true allowed, the same digest.
+        let explained = d
+            .client()
+            .await
+            .explain_task(run_program(Path::new("/usr/bin/true"), &[]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(explained.allowed, "{name}: {}", explained.text);
+        assert_eq!(explained.policy_sha256, in_force, "{name}");
+    }
+    // SIGHUP with a broken file: audited and logged, nothing changes.
+    std::fs::write(&d.config, &broken[0].1).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || {
+            d.audit()
+                .iter()
+                .any(|r| r["event"] == "policy_reload" && r["trigger"] == "sighup")
+        })
+        .await
+    );
+    d.run(run_program(Path::new("/usr/bin/true"), &[]))
+        .await
+        .ok();
+    let rejected: Vec<_> = d
+        .audit()
+        .into_iter()
+        .filter(|r| r["event"] == "policy_reload")
+        .collect();
+    assert_eq!(rejected.len(), broken.len() + 1);
+    for (record, (name, text, _)) in rejected.iter().zip(&broken) {
+        assert_eq!(record["outcome"], "rejected", "{name}");
+        assert_eq!(record["sha256"], text_sha256(text), "{name}");
+        assert_eq!(record["previous_sha256"], in_force.as_str(), "{name}");
+        assert!(record["error"].as_str().unwrap().len() > 10, "{name}");
+    }
+    assert_eq!(rejected[broken.len()]["outcome"], "rejected");
+    assert!(d.log().contains("policy reload rejected"), "{}", d.log());
+}
+
+#[tokio::test]
+async fn only_root_on_the_unix_socket_may_reload() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts {
+        tcp_listen: true,
+        ..Default::default()
+    });
+    // A driver over TCP (here plaintext loopback) is never an admin.
+    let uri = format!("http://127.0.0.1:{}", d.tcp_port.unwrap());
+    let endpoint = airlock_executor::client::Endpoint::InsecureLoopback { uri };
+    let channel = airlock_executor::client::connect(&endpoint, None)
+        .await
+        .unwrap();
+    let status = airlock_protocol::v1::airlock_client::AirlockClient::new(channel)
+        .reload_policy(airlock_protocol::v1::ReloadPolicyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    assert!(status.message().contains("root"), "{}", status.message());
+    assert!(!d.audit().iter().any(|r| r["event"] == "policy_reload"));
+    // Root on the Unix socket may, through the CLI too.
+    let (code, stdout, stderr) = airlock_cli(&[
+        "--endpoint",
+        &format!("unix:{}", d.socket.display()),
+        "policy",
+        "reload",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("policy reloaded: cluster test, 1 programs, sha256 "),
+        "{stdout}"
     );
 }

@@ -20,7 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use airlock_executor::client::{self, TlsFiles};
 use airlock_protocol::v1::{
     airlock_client::AirlockClient, task_event, CancelTaskRequest, ExitReason, Exited,
-    GetTaskRequest, Limits, ListTasksRequest, RunTaskRequest, Started, Stream, TaskInfo, TaskState,
+    ExplainTaskResponse, GetTaskRequest, Limits, ListTasksRequest, ReloadPolicyRequest,
+    RunTaskRequest, Started, Stream, TaskInfo, TaskState,
 };
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
@@ -110,7 +111,7 @@ enum Command {
         /// The task's id.
         task_id: String,
     },
-    /// Work with policy files (no daemon needed).
+    /// Check, explain and reload policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
 }
@@ -127,6 +128,26 @@ enum PolicyCommand {
         #[arg(long)]
         deny_warnings: bool,
     },
+    /// The decision airlockd (or, with --config, a policy file) makes on a
+    /// task, and which rule makes it; a denial is the text the task would
+    /// get. Exit 0 when allowed, 77 when denied. Nothing runs.
+    #[command(after_help = "Accepts every option of `airlock run`.")]
+    Explain(Box<ExplainArgs>),
+    /// Make airlockd re-read its policy file (admin: root on its Unix
+    /// socket). An invalid file changes nothing and is reported.
+    Reload,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "airlock policy explain [OPTIONS] --user <USER> [--config FILE] [--] <PROGRAM> [ARGS]..."
+)]
+struct ExplainArgs {
+    /// Decide with this policy file instead of asking airlockd.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +229,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     {
         return policy_check(file, *deny_warnings);
     }
+    if let Command::Policy(PolicyCommand::Explain(args)) = &cli.command {
+        if let Some(file) = &args.config {
+            return explain_file(file, &args.run);
+        }
+    }
     let endpoint = client::resolve_endpoint(cli.endpoint.as_deref())?;
     let tls = match (cli.tls_ca, cli.tls_cert, cli.tls_key) {
         (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
@@ -246,6 +272,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             deny_warnings,
         }) => policy_check(&file, deny_warnings),
+        Command::Policy(PolicyCommand::Explain(args)) => {
+            let request = build_request(&args.run, Vec::new())?;
+            let explained = airlock.explain_task(request).await?.into_inner();
+            Ok(print_explained(&explained))
+        }
+        Command::Policy(PolicyCommand::Reload) => {
+            let r = airlock
+                .reload_policy(ReloadPolicyRequest {})
+                .await?
+                .into_inner();
+            println!(
+                "policy reloaded: cluster {}, {} programs, sha256 {} (was {})",
+                one_line(&r.cluster),
+                r.programs,
+                one_line(&r.policy_sha256),
+                one_line(&r.previous_sha256)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -346,6 +391,38 @@ fn policy_check(file: &std::path::Path, deny_warnings: bool) -> anyhow::Result<E
             let _ = writeln!(io::stderr().lock(), "{errors}");
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// `airlock policy explain --config FILE`: the same decision airlockd's
+/// `ExplainTask` makes, from the file.
+fn explain_file(file: &std::path::Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let policy = match airlock_policy::Policy::parse(&text, &file.display().to_string()) {
+        Ok(policy) => policy,
+        Err(errors) => {
+            let _ = writeln!(io::stderr().lock(), "{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let digest = airlock_executor::pin::sha256_hex(text.as_bytes())?;
+    let request = build_request(args, Vec::new())?;
+    match airlock_executor::admit::explain(&policy, &digest, &request) {
+        Ok(explained) => Ok(print_explained(&explained)),
+        // The same status RunTask would answer with.
+        Err(err) => Err(Status::from(err).into()),
+    }
+}
+
+/// Prints an explanation; exit 0 when allowed, 77 (as a denied `run`) when
+/// denied.
+fn print_explained(e: &ExplainTaskResponse) -> ExitCode {
+    println!("{}", e.text);
+    if e.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(77)
     }
 }
 

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use airlock_protocol::v1::airlock_server::Airlock;
 use airlock_protocol::v1::{
-    CancelTaskRequest, CancelTaskResponse, GetTaskRequest, ListTasksRequest, ListTasksResponse,
-    RunTaskRequest, TaskEvent, TaskInfo,
+    CancelTaskRequest, CancelTaskResponse, ExplainTaskResponse, GetTaskRequest, ListTasksRequest,
+    ListTasksResponse, ReloadPolicyRequest, ReloadPolicyResponse, RunTaskRequest, TaskEvent,
+    TaskInfo,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -42,6 +43,12 @@ impl From<AdmitError> for Status {
                 Status::internal(text)
             }
         }
+    }
+}
+
+impl From<crate::reload::ReloadError> for Status {
+    fn from(err: crate::reload::ReloadError) -> Self {
+        Status::failed_precondition(crate::reload::error_text(&err))
     }
 }
 
@@ -112,6 +119,42 @@ impl Airlock for AirlockService {
             .ok_or_else(|| {
                 Status::not_found(format!("no task with id {id:?} is live or recently ended"))
             })
+    }
+
+    async fn explain_task(
+        &self,
+        request: Request<RunTaskRequest>,
+    ) -> Result<Response<ExplainTaskResponse>, Status> {
+        let policy = self.sup.policy();
+        let explained =
+            crate::admit::explain(&policy.policy, &policy.sha256, &request.into_inner())?;
+        Ok(Response::new(explained))
+    }
+
+    /// Admin only: root on the Unix socket. A TCP (mTLS) caller is a driver,
+    /// never an admin.
+    async fn reload_policy(
+        &self,
+        request: Request<ReloadPolicyRequest>,
+    ) -> Result<Response<ReloadPolicyResponse>, Status> {
+        let caller = driver_uid(&request);
+        if caller != Some(0) {
+            return Err(Status::permission_denied(
+                "reloading the policy is for admins: call as root on airlockd's Unix socket, \
+                 or send airlockd SIGHUP",
+            ));
+        }
+        let sup = self.sup.clone();
+        let reloaded =
+            tokio::task::spawn_blocking(move || crate::reload::reload(&sup, "api", caller))
+                .await
+                .map_err(|err| Status::internal(format!("reload task failed: {err}")))??;
+        Ok(Response::new(ReloadPolicyResponse {
+            policy_sha256: reloaded.sha256,
+            previous_sha256: reloaded.previous_sha256,
+            cluster: reloaded.cluster,
+            programs: u32::try_from(reloaded.programs).unwrap_or(u32::MAX),
+        }))
     }
 
     async fn list_tasks(
