@@ -24,8 +24,8 @@
 //!
 //! Table-driven unit tests compare whole values: parsing a complete policy,
 //! the line, column and key of each kind of error, each decision and each
-//! request rule. `examples/policy.toml` is parsed in a test so that it stays
-//! valid.
+//! request rule. Every file in `examples/` is parsed in a test so that it
+//! stays valid and free of warnings.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -111,5 +111,39 @@ mod tests {
             roles: vec![],
         };
         assert_eq!(policy, want);
+    }
+
+    #[test]
+    fn every_example_parses_and_draws_no_warning() {
+        let examples = [
+            ("policy.toml", include_str!("../../examples/policy.toml")),
+            (
+                "single-user.toml",
+                include_str!("../../examples/single-user.toml"),
+            ),
+            (
+                "locked-down.toml",
+                include_str!("../../examples/locked-down.toml"),
+            ),
+        ];
+        for (name, text) in examples {
+            let policy = Policy::parse(text, name).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(policy.warnings(&HostFacts::default()), vec![], "{name}");
+        }
+    }
+
+    #[test]
+    fn examples_are_the_clusters_they_say() {
+        let single = Policy::parse(include_str!("../../examples/single-user.toml"), "s").unwrap();
+        assert_eq!(
+            single.mode,
+            ClusterMode::SingleUser {
+                user: "alice".into()
+            }
+        );
+        let locked = Policy::parse(include_str!("../../examples/locked-down.toml"), "l").unwrap();
+        assert_eq!(locked.network.mode, NetworkMode::None);
+        assert_eq!(locked.credentials, None);
+        assert_eq!(locked.programs[0].groups, vec!["etl".to_string()]);
     }
 }
