@@ -4,7 +4,8 @@
 //! sandbox layer the policy requires (refuse to start otherwise, naming the
 //! layer); compile seccomp; make the empty network namespace (before any
 //! thread exists); kill what a crashed run left (processes of pool uids,
-//! scratch dirs); then serve. On SIGTERM/SIGINT: health goes NOT_SERVING,
+//! scratch dirs); then serve. On SIGHUP: reload the policy file
+//! ([`crate::reload`]). On SIGTERM/SIGINT: health goes NOT_SERVING,
 //! every task is cancelled and purged, then the process exits.
 
 use std::path::{Path, PathBuf};
@@ -330,6 +331,10 @@ fn parse_listen(s: &str) -> anyhow::Result<Listen> {
 }
 
 async fn serve(sup: Arc<Supervisor>, args: &Args) -> anyhow::Result<()> {
+    // Before any listener exists: once a client can connect, SIGHUP reloads
+    // (its default action would end airlockd).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("handle SIGHUP")?;
     let listens = if args.listen.is_empty() {
         vec![format!("unix:{}", crate::client::DEFAULT_SOCKET)]
     } else {
@@ -395,7 +400,7 @@ async fn serve(sup: Arc<Supervisor>, args: &Args) -> anyhow::Result<()> {
             tokio::spawn(crate::credentials::endpoint::serve(sup.clone(), listener));
         }
     }
-    tokio::spawn(reload_on_sighup(sup.clone()));
+    tokio::spawn(reload_on_sighup(sup.clone(), hup));
     wait_for_signal().await;
     tracing::info!("shutting down: cancelling every task");
     health_reporter
@@ -484,18 +489,7 @@ fn bind_unix(path: &Path, group: Option<&str>) -> anyhow::Result<tokio::net::Uni
 
 /// Reloads the policy on every SIGHUP (see [`crate::reload`]); a rejected
 /// file is logged and audited there, and the old policy stays.
-async fn reload_on_sighup(sup: Arc<Supervisor>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(hup) => hup,
-        Err(err) => {
-            tracing::error!(
-                ?err,
-                "cannot handle SIGHUP; reload with `airlock policy reload`"
-            );
-            return;
-        }
-    };
+async fn reload_on_sighup(sup: Arc<Supervisor>, mut hup: tokio::signal::unix::Signal) {
     while hup.recv().await.is_some() {
         let sup = sup.clone();
         let _ =
