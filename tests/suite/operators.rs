@@ -570,3 +570,33 @@ async fn only_root_on_the_unix_socket_may_reload() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn allowlisted_scripts_run_through_their_interpreter_pinned_or_not() {
+    if !privileged() {
+        return;
+    }
+    let bin = tempfile::Builder::new()
+        .prefix("airlock-script-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = "#!/usr/bin/python3\nimport os, sys\nprint('script', sys.argv[1:], len(os.listdir('/proc/self/fd')))\n";
+    let (pinned, plain) = (bin.path().join("pinned.py"), bin.path().join("plain.py"));
+    for path in [&pinned, &plain] {
+        replace(path, script.as_bytes());
+    }
+    let programs = format!(
+        "[[program]]\npath = {pinned:?}\nsha256 = \"{}\"\n\n[[program]]\npath = {plain:?}\n",
+        sha256(&pinned)
+    );
+    let d = Daemon::start(Opts {
+        extra_programs: Box::leak(programs.into_boxed_str()),
+        ..Default::default()
+    });
+    for path in [&pinned, &plain] {
+        let out = d.run(run_program(path, &["a"])).await;
+        // stdio, the script for the interpreter, and listdir's own fd.
+        assert_eq!(out.ok().stdout(), "script ['a'] 5\n", "{}", path.display());
+    }
+}

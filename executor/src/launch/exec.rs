@@ -4,11 +4,11 @@
 //! domain (the kernel re-opens the file for exec), so opening early grants
 //! nothing. Argument and environment strings are built beforehand.
 //!
-//! A pinned program (`sha256` in its `[[program]]` rule) is opened for
-//! reading instead of `O_PATH`, hashed through that descriptor, and executed
-//! through the same descriptor only if the digest matches: a file put in the
-//! program's place after the check is a different inode that this descriptor
-//! does not reach, so nothing but the hashed file can run. (A writer that
+//! A pinned program (`sha256` in its `[[program]]` rule) is hashed through
+//! the descriptor that is then executed, and executed only if the digest
+//! matches: a file put in the program's place after the check is a different
+//! inode that this descriptor does not reach, so nothing but the hashed file
+//! can run. (A writer that
 //! rewrites the pinned file itself in place, which needs write access to it,
 //! is outside what a pin protects: keep pinned programs root-owned.)
 
@@ -24,6 +24,9 @@ use super::{sys, LaunchError};
 /// The opened program and its exec arguments.
 pub struct Program {
     fd: OwnedFd,
+    /// The file starts with `#!`: the kernel hands the interpreter
+    /// `/dev/fd/N`, so the descriptor must stay open across the exec.
+    script: bool,
     argv: Vec<CString>,
     envp: Vec<CString>,
 }
@@ -36,19 +39,24 @@ fn cstring(step: &str, s: String) -> Result<CString, LaunchError> {
 }
 
 impl Program {
-    /// Opens the program (`O_PATH`, or `O_RDONLY` and checks its digest
-    /// when it is pinned) and builds argv and envp.
+    /// Opens the program for reading (as root: reading grants the task
+    /// nothing, the descriptor is closed at exec), checks its digest when it
+    /// is pinned, and builds argv and envp.
     pub fn open(plan: &LaunchPlan) -> Result<Self, LaunchError> {
-        let access = match plan.program_sha256 {
-            Some(_) => OFlag::O_RDONLY,
-            None => OFlag::O_PATH,
-        };
-        let fd = open(&plan.program, access | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(sys(format!("open program {}", plan.program.display())))?;
+        let step = format!("open program {}", plan.program.display());
+        let fd = open(
+            &plan.program,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys(step.clone()))?;
         let fd = match &plan.program_sha256 {
             Some(pinned) => verify(fd, &plan.program, pinned)?,
             None => fd,
         };
+        let mut head = [0u8; 2];
+        let n = nix::sys::uio::pread(&fd, &mut head, 0).map_err(sys(step))?;
+        let script = head[..n] == *b"#!";
         let argv = plan
             .argv
             .iter()
@@ -59,11 +67,29 @@ impl Program {
             .iter()
             .map(|(k, v)| cstring("env", format!("{k}={v}")))
             .collect::<Result<_, _>>()?;
-        Ok(Self { fd, argv, envp })
+        Ok(Self {
+            fd,
+            script,
+            argv,
+            envp,
+        })
     }
 
-    /// Executes the program; returns only the error.
+    /// Executes the program; returns only the error. A script's descriptor
+    /// is left open for its interpreter (execveat(2): a close-on-exec
+    /// descriptor of a script fails with ENOENT); an ELF program's is not.
     pub fn exec(self) -> LaunchError {
+        if self.script {
+            if let Err(errno) = nix::fcntl::fcntl(
+                &self.fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            ) {
+                return LaunchError::Sys {
+                    step: "keep the script open for its interpreter".into(),
+                    source: errno,
+                };
+            }
+        }
         let errno = crate::sys::execveat_fd(self.fd.as_fd(), &self.argv, &self.envp);
         LaunchError::Sys {
             step: "exec program".into(),
