@@ -249,3 +249,38 @@ fn deny_orders_above_allow_so_max_is_strictest() {
     );
     assert_eq!([denied.clone(), allowed].into_iter().max(), Some(denied));
 }
+
+#[test]
+fn explained_admission_names_the_rule_whom_it_allows_and_the_limits() {
+    let policy = policy(POLICY);
+    let groups = vec!["stats".to_string()];
+    let req = TaskRequest {
+        user: "carol",
+        groups: &groups,
+        program: "/usr/bin/R",
+        timeout_ms: 30_000,
+        limits: &RequestedLimits {
+            memory_bytes: Some(512 << 20),
+            ..Default::default()
+        },
+    };
+    let Decision::Allow(admission) = policy.decide(&req) else {
+        panic!("denied")
+    };
+    assert_eq!(
+        policy.explain_admission(&admission),
+        "allowed: program rule 3 (/usr/bin/R) allows groups [stats], on shared cluster shared-ds\n\
+         limits: memory 512MiB, processes 64, open_files 256, file_size 256MiB, cpu_seconds 300, \
+         wall_time 30s, output 16MiB, tmp 64MiB"
+    );
+    let req = TaskRequest {
+        program: "/usr/bin/true",
+        ..req
+    };
+    let Decision::Allow(admission) = policy.decide(&req) else {
+        panic!("denied")
+    };
+    assert!(policy
+        .explain_admission(&admission)
+        .starts_with("allowed: program rule 2 (/usr/bin/true) allows everyone, on shared cluster"));
+}
