@@ -42,7 +42,7 @@ pub use model::{
     ClusterMode, CredentialsConfig, Entitlement, Layer, Limits, Network, NetworkMode,
     ParseLayerError, Policy, ProgramRule, RequestedLimits, RoleRule, UidPool, DEFAULT_AUDIT_LOG,
 };
-pub use parse::{PolicyError, PolicyErrors};
+pub use parse::{locate_key, PolicyError, PolicyErrors};
 pub use request::{
     validate_request, RequestError, RequestShape, MAX_ARGS, MAX_ARGS_TOTAL_BYTES, MAX_ARG_BYTES,
     MAX_ENV_NAME_BYTES, MAX_PATH_BYTES, MAX_STDIN_BYTES,

@@ -227,6 +227,39 @@ fn locate(text: &str, origin: &str, issue: Issue) -> PolicyError {
     }
 }
 
+/// Line and column (from 1, columns in characters) of the value of a dotted
+/// key such as `program[2].path` or `network.connect_tcp[1]` (the keys of
+/// [`PolicyError`] and [`crate::PolicyWarning`]), when `text` has it.
+pub fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    let doc = DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut span = None;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => (name, Some(rest.strip_suffix(']')?.parse::<usize>().ok()?)),
+            None => (part, None),
+        };
+        let (_, value) = table.iter().find(|(k, _)| k.get_ref() == name)?;
+        let mut value = value;
+        if let Some(i) = index {
+            let DeValue::Array(items) = value.get_ref() else {
+                return None;
+            };
+            value = items.get(i.checked_sub(1)?)?;
+        }
+        span = Some(value.span());
+        if parts.peek().is_some() {
+            let DeValue::Table(inner) = value.get_ref() else {
+                return None;
+            };
+            table = inner;
+        }
+    }
+    let error = locate(text, "", Issue::new(span, "", ""));
+    Some((error.line, error.column))
+}
+
 /// The field named by serde's "missing field `x`" message.
 fn missing_field(message: &str) -> Option<&str> {
     message.strip_prefix("missing field `")?.split('`').next()

@@ -135,3 +135,19 @@ fn interpreters_are_recognized_by_name_and_version() {
         assert!(!is_interpreter(std::path::Path::new(no)), "{no}");
     }
 }
+
+#[test]
+fn warning_keys_locate_their_line_and_column() {
+    let text = QUIET.replace("connect_tcp = [443]", "connect_tcp = [443, 80]");
+    let cases = [
+        ("network.connect_tcp[2]", Some((10, 21))),
+        ("sandbox.read_only[1]", Some((7, 14))),
+        ("program[1].path", Some((12, 8))),
+        ("cluster", Some((1, 11))),
+        ("program[2].path", None),
+        ("sandbox.nothing", None),
+    ];
+    for (key, want) in cases {
+        assert_eq!(airlock_policy::locate_key(&text, key), want, "{key}");
+    }
+}

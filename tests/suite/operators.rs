@@ -123,14 +123,14 @@ fn policy_check_prints_errors_with_lines_and_warnings_without_failing() {
         stdout.contains("ok (cluster c, 2 programs, 3 warnings)"),
         "{stdout}"
     );
-    for key in [
-        "sandbox.read_only[1]",
-        "network.connect_tcp[2]",
-        "program[2].path",
+    for at in [
+        "7:14: warning: sandbox.read_only[1]: /usr/bin is a directory of executables",
+        "10:21: warning: network.connect_tcp[2]: port 80",
+        "14:8: warning: program[2].path: /opt/nowhere/tool does not exist on this host",
     ] {
         assert!(
-            stderr.contains(&format!("{file_arg}: warning: {key}: ")),
-            "{key}: {stderr}"
+            stderr.contains(&format!("{file_arg}:{at}")),
+            "{at}: {stderr}"
         );
     }
     let (code, _, stderr) = airlock_cli(&["policy", "check", "--deny-warnings", file_arg]);

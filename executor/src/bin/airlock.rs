@@ -374,7 +374,11 @@ fn policy_check(file: &std::path::Path, deny_warnings: bool) -> anyhow::Result<E
             );
             let mut err = io::stderr().lock();
             for warning in &warnings {
-                let _ = writeln!(err, "{}: warning: {warning}", file.display());
+                let at = match airlock_policy::locate_key(&text, &warning.key) {
+                    Some((line, column)) => format!("{}:{line}:{column}", file.display()),
+                    None => file.display().to_string(),
+                };
+                let _ = writeln!(err, "{at}: warning: {warning}");
             }
             if deny_warnings && !warnings.is_empty() {
                 let _ = writeln!(
