@@ -1,9 +1,9 @@
 //! Purge: what happens after a task's init has died, and at start-up for
-//! whatever a crash left behind. The pid namespace is already gone (the
-//! kernel reaps every process of it before its init's exit completes), so
-//! the scan for processes of the uid is a check that must find nothing; if
-//! it does find some, it kills them, and a uid that cannot be cleared is
-//! never handed out again.
+//! whatever a crash left behind. When the launcher's waiter reports that it
+//! reaped the init, the kernel has already reaped every process of the
+//! task's pid namespace; otherwise (the launcher died, or never reported)
+//! every process of the uid is looked up in /proc and killed, and a uid that
+//! cannot be cleared is never handed out again.
 
 use std::path::Path;
 use std::time::Duration;

@@ -42,20 +42,23 @@ pub async fn run(sup: Arc<Supervisor>, task: Admitted, events: EventSender) {
 
 async fn run_in_span(sup: Arc<Supervisor>, task: Admitted, events: EventSender) {
     let creds = crate::credentials::for_task(&sup, &task).await;
-    let exited = match &creds {
+    // `reaped`: the waiter reaped the task's init, so the kernel has reaped
+    // every process of the task (or none ever started).
+    let outcome = match &creds {
         Ok(creds) => execute(&sup, &task, &events, creds.as_ref()).await,
-        Err(err) => Ok(crate::credentials::spawn_failed(err)),
+        Err(err) => Ok((crate::credentials::spawn_failed(err), true)),
     };
-    let exited = match exited {
-        Ok(exited) => exited,
+    let (exited, reaped) = match outcome {
+        Ok(outcome) => outcome,
         Err(err) => {
             tracing::error!(task_id = %task.id, ?err, "failed to start the launcher");
-            Exited {
+            let exited = Exited {
                 reason: ExitReason::SpawnFailed as i32,
                 exit_code: None,
                 signal: None,
                 message: format!("could not start the sandbox launcher: {err}"),
-            }
+            };
+            (exited, false)
         }
     };
     // The task's token stops working before anything else is purged.
@@ -63,7 +66,9 @@ async fn run_in_span(sup: Arc<Supervisor>, task: Admitted, events: EventSender) 
         service.revoke(&task.id);
     }
     let mut cleaned = crate::purge::Cleaned::default();
-    let uid_clear = crate::purge::clear_uid(task.uid, &mut cleaned).await;
+    // Scanning /proc costs milliseconds with thousands of processes: only
+    // when the kernel's guarantee does not already cover it.
+    let uid_clear = reaped || crate::purge::clear_uid(task.uid, &mut cleaned).await;
     cleaned.scratch_removed = crate::purge::remove_scratch_async(task.scratch.clone()).await;
     let attribution = crate::credentials::finish(&sup, creds);
     // A uid goes back to the pool only when nothing of the task is left: no
@@ -217,7 +222,7 @@ async fn execute(
     task: &Admitted,
     events: &EventSender,
     creds: Option<&TaskCredentials>,
-) -> std::io::Result<Exited> {
+) -> std::io::Result<(Exited, bool)> {
     let plan = serde_json::to_vec(&plan_for(sup, task, creds)).map_err(std::io::Error::other)?;
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let mut cmd = tokio::process::Command::new(&sup.host.launcher);
@@ -260,6 +265,7 @@ async fn execute(
     let mut killed: Option<KillCause> = None;
     let mut failure: Option<String> = None;
     let mut exit: Option<(Option<i32>, Option<i32>)> = None;
+    let mut reaped = false;
     let mut kill_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
 
     loop {
@@ -295,6 +301,10 @@ async fn execute(
                         // never came.
                         Ok(Report::Exited { code, signal }) => {
                             exit = exit.or(Some((code, signal)));
+                        }
+                        Ok(Report::Reaped { code, signal }) => {
+                            exit = exit.or(Some((code, signal)));
+                            reaped = true;
                         }
                         Err(err) => tracing::warn!(?err, "unreadable launcher report"),
                     },
@@ -333,13 +343,14 @@ async fn execute(
         use std::os::unix::process::ExitStatusExt;
         exit = Some((status.code().filter(|_| failure.is_none()), status.signal()));
     }
-    Ok(outcome(
+    let exited = outcome(
         task,
         sup.shutdown.is_cancelled(),
         killed,
         failure,
         exit.unwrap_or((None, None)),
-    ))
+    );
+    Ok((exited, reaped))
 }
 
 fn outcome(

@@ -322,13 +322,13 @@ fn wait_for_init(
     let report = loop {
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => {
-                break Report::Exited {
+                break Report::Reaped {
                     code: Some(code),
                     signal: None,
                 }
             }
             Ok(WaitStatus::Signaled(_, sig, _)) => {
-                break Report::Exited {
+                break Report::Reaped {
                     code: None,
                     signal: Some(sig as i32),
                 }

@@ -103,9 +103,18 @@ pub enum Report {
         /// The error, for people.
         error: String,
     },
-    /// The task's init process ended.
+    /// The program ended (sent by the task's init).
     Exited {
         /// Exit code, when it exited.
+        code: Option<i32>,
+        /// Signal number, when it was killed.
+        signal: Option<i32>,
+    },
+    /// The waiter reaped the task's init. The kernel reaps every other
+    /// process of a pid namespace before its init's exit completes, so
+    /// nothing of the task is left (pid_namespaces(7)).
+    Reaped {
+        /// The init's exit code, when it exited.
         code: Option<i32>,
         /// Signal number, when it was killed.
         signal: Option<i32>,
