@@ -153,6 +153,7 @@ struct Case {
     program: &'static str,
     args: &'static [&'static str],
     memory: Option<u64>,
+    role: Option<&'static str>,
     allowed: bool,
 }
 
@@ -166,6 +167,7 @@ impl Case {
             limits: self
                 .memory
                 .and_then(|m| limits(|l| l.memory_bytes = Some(m))),
+            role_arn: self.role.unwrap_or_default().into(),
             ..Default::default()
         }
     }
@@ -179,6 +181,9 @@ impl Case {
         }
         if let Some(m) = self.memory {
             out.extend(["--memory".into(), m.to_string()]);
+        }
+        if let Some(role) = self.role {
+            out.extend(["--role".into(), role.into()]);
         }
         out.push("--".into());
         out.push(self.program.into());
@@ -212,6 +217,13 @@ async fn check_explain_agrees(d: &Daemon, cases: &[Case]) {
         );
         assert_eq!(stdout.trim_end(), explained.text, "{name}: {stderr}");
         assert_eq!(code, if case.allowed { 0 } else { 77 }, "{name}: {stderr}");
+        if case.role.is_some() {
+            assert!(
+                explained.reason.contains("not entitled"),
+                "{name}: {}",
+                explained.reason
+            );
+        }
         let ran = d.run(case.request()).await;
         if case.allowed {
             ran.ok();
@@ -243,17 +255,26 @@ fn case(name: &'static str, user: &'static str, program: &'static str, allowed: 
         program,
         args: &[],
         memory: None,
+        role: None,
         allowed,
     }
 }
+
+const BOB_ROLE: &str = "arn:aws:iam::123456789012:role/bob-data";
 
 #[tokio::test]
 async fn explain_agrees_with_the_real_decision() {
     if !privileged() {
         return;
     }
+    // Credentials configured (STS is never called: no case gets a role).
+    let entitlements = format!(
+        "[credentials]\nregion = \"us-east-1\"\nsts_endpoint = \"http://127.0.0.1:9\"\n\n\
+         [[entitlement]]\nusers = [\"bob\"]\nroles = [\"{BOB_ROLE}\"]\n"
+    );
     let d = Daemon::start(Opts {
         extra_programs: RESTRICTED,
+        extra_policy: entitlements,
         ..Default::default()
     });
     let cases = [
@@ -271,6 +292,11 @@ async fn explain_agrees_with_the_real_decision() {
         Case {
             memory: Some(1 << 30),
             ..case("limit above the policy", "alice", "/usr/bin/python3", false)
+        },
+        Case {
+            role: Some(BOB_ROLE),
+            args: &["-c", "pass"],
+            ..case("role not entitled", "alice", "/usr/bin/python3", false)
         },
     ];
     check_explain_agrees(&d, &cases).await;
