@@ -278,10 +278,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(print_explained(&explained))
         }
         Command::Policy(PolicyCommand::Reload) => {
-            let r = airlock
-                .reload_policy(ReloadPolicyRequest {})
-                .await?
-                .into_inner();
+            let r = match airlock.reload_policy(ReloadPolicyRequest {}).await {
+                Ok(r) => r.into_inner(),
+                // Every problem of the file, one per line, as `policy check`
+                // prints them.
+                Err(status) if status.code() == Code::FailedPrecondition => {
+                    for line in status.message().lines() {
+                        note!("{}", one_line(line));
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+                Err(status) => return Err(status.into()),
+            };
             println!(
                 "policy reloaded: cluster {}, {} programs, sha256 {} (was {})",
                 one_line(&r.cluster),
