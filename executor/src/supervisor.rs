@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use airlock_policy::{Policy, ProgramRule};
+use airlock_policy::Policy;
 use airlock_protocol::v1::TaskInfo;
 use tokio_util::sync::CancellationToken;
 
@@ -90,7 +90,7 @@ impl LoadedPolicy {
             .policy
             .programs
             .iter()
-            .filter(|r| rule_admits(r, user, groups))
+            .filter(|r| r.admits(user, groups))
         {
             for path in self.exec_closure.get(&rule.path).into_iter().flatten() {
                 if !out.contains(path) {
@@ -100,12 +100,6 @@ impl LoadedPolicy {
         }
         out
     }
-}
-
-fn rule_admits(rule: &ProgramRule, user: &str, groups: &[String]) -> bool {
-    (rule.users.is_empty() && rule.groups.is_empty())
-        || rule.users.iter().any(|u| u == user)
-        || rule.groups.iter().any(|g| groups.contains(g))
 }
 
 /// A live task in the registry.

@@ -107,7 +107,7 @@ impl Policy {
                 self.allowlist()
             ));
         };
-        if !may_run(found, req) {
+        if !found.admits(req.user, req.groups) {
             return Err(format!(
                 "user {} may not run {}: program rule {} allows {}",
                 req.user,
@@ -187,12 +187,6 @@ impl Policy {
 
 /// Empty `users` and `groups` admit everyone; otherwise a listed user or a
 /// member of a listed group.
-fn may_run(rule: &ProgramRule, req: &TaskRequest<'_>) -> bool {
-    (rule.users.is_empty() && rule.groups.is_empty())
-        || rule.users.iter().any(|u| u == req.user)
-        || req.groups.iter().any(|g| rule.groups.contains(g))
-}
-
 /// "users [alice] and groups [ds]", leaving out an empty list.
 fn who(rule: &ProgramRule) -> String {
     let users = format!("users [{}]", rule.users.join(", "));

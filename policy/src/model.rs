@@ -254,3 +254,14 @@ pub struct ProgramRule {
     /// or refuses when the digest differs. `None`: not pinned.
     pub sha256: Option<String>,
 }
+
+impl ProgramRule {
+    /// Whether `user` (with `groups`) may run this program: both lists
+    /// empty admit everyone, else the user must be listed or be in a listed
+    /// group.
+    pub fn admits(&self, user: &str, groups: &[String]) -> bool {
+        (self.users.is_empty() && self.groups.is_empty())
+            || self.users.iter().any(|u| u == user)
+            || groups.iter().any(|g| self.groups.contains(g))
+    }
+}
