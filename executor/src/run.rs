@@ -336,8 +336,16 @@ async fn execute(
     let status = child.wait().await?;
     // The task's processes are gone, so its pipes reach EOF; the bound only
     // guards against a bug.
-    for reader in readers {
-        let _ = tokio::time::timeout(KILL_GRACE, reader).await;
+    for mut reader in readers {
+        if tokio::time::timeout(KILL_GRACE, &mut reader).await.is_err() {
+            // Something still holds the task's pipe: stop reading, so the
+            // client's stream ends and purge goes on.
+            tracing::error!(task_id = %task.id, "task output still open after the task ended");
+            reader.abort();
+            // A process that holds the pipe outlived the task's init:
+            // purge must look for processes of the uid after all.
+            reaped = false;
+        }
     }
     if exit.is_none() {
         use std::os::unix::process::ExitStatusExt;
