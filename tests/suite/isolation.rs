@@ -183,6 +183,9 @@ async fn task_cannot_read_or_write_outside_its_allowed_paths() {
     )
     .unwrap();
     let readable = world_readable_file(&open_dir, "readable.txt", "host-data-1234");
+    // Unique, so that a file left on the host by another run cannot decide
+    // this one.
+    let marker = format!("airlock-test-mine-{}-{}", std::process::id(), d.uid_first);
     let code = format!(
         r#"
 import json, os
@@ -201,13 +204,14 @@ print(json.dumps({{
   "list_root": attempt(lambda: os.listdir("/")),
   "list_scratch_root": attempt(lambda: os.listdir(os.path.dirname(os.getcwd()))),
   "write_scratch": attempt(lambda: open("mine.txt", "w").write("x")),
-  "write_tmp": attempt(lambda: open("/tmp/mine.txt", "w").write("x")),
-  "write_shm": attempt(lambda: open("/dev/shm/mine", "w").write("x")),
+  "write_tmp": attempt(lambda: open("/tmp/{marker}", "w").write("x")),
+  "write_shm": attempt(lambda: open("/dev/shm/{marker}", "w").write("x")),
   "read_python_lib": attempt(lambda: open("/usr/lib/python3.11/os.py").read(10)),
 }}))
 "#,
         readable = readable.display(),
-        open_dir = open_dir.display()
+        open_dir = open_dir.display(),
+        marker = marker,
     );
     let v = d.python("alice", &code).await.json();
     // Not in the task's root at all:
@@ -230,11 +234,11 @@ print(json.dumps({{
     assert!(!open_dir.join("planted").exists());
     assert!(!std::path::Path::new("/etc/airlock-planted").exists());
     assert!(
-        !std::path::Path::new("/tmp/mine.txt").exists(),
+        !std::path::Path::new("/tmp").join(&marker).exists(),
         "the task's /tmp is private"
     );
     assert!(
-        !std::path::Path::new("/dev/shm/mine").exists(),
+        !std::path::Path::new("/dev/shm").join(&marker).exists(),
         "the task's /dev/shm is private"
     );
 }
