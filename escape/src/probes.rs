@@ -89,22 +89,9 @@ pub enum Watch {
     BaitIntact,
 }
 
-/// Limits a probe asks for in its request (sandbox only).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProbeLimits {
-    /// RLIMIT_AS.
-    pub memory_bytes: Option<u64>,
-    /// Processes of the task's uid.
-    pub processes: Option<u64>,
-    /// Open files.
-    pub open_files: Option<u64>,
-    /// Largest file.
-    pub file_size_bytes: Option<u64>,
-    /// CPU seconds.
-    pub cpu_seconds: Option<u64>,
-    /// Output bytes.
-    pub output_bytes: Option<u64>,
-}
+/// Limits a probe asks for in its request (sandbox only): the API's own
+/// `Limits` message, unset fields taking the policy's.
+pub type ProbeLimits = airlock_protocol::v1::Limits;
 
 /// One probe.
 #[derive(Debug, Clone)]

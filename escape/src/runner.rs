@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use airlock_protocol::v1::airlock_client::AirlockClient;
-use airlock_protocol::v1::{task_event, CancelTaskRequest, ExitReason, Limits, RunTaskRequest};
+use airlock_protocol::v1::{task_event, CancelTaskRequest, ExitReason, RunTaskRequest};
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
@@ -83,15 +83,7 @@ pub enum Runner {
 fn request(spec: &TaskSpec, program: &str) -> RunTaskRequest {
     let mut args = vec!["-c".to_string(), spec.code.clone()];
     args.extend(spec.args.iter().cloned());
-    let l = spec.limits;
-    let limits = (l != ProbeLimits::default()).then_some(Limits {
-        memory_bytes: l.memory_bytes,
-        processes: l.processes,
-        open_files: l.open_files,
-        file_size_bytes: l.file_size_bytes,
-        cpu_seconds: l.cpu_seconds,
-        output_bytes: l.output_bytes,
-    });
+    let limits = (spec.limits != ProbeLimits::default()).then_some(spec.limits);
     RunTaskRequest {
         user: spec.user.clone(),
         program: program.to_string(),
