@@ -353,12 +353,19 @@ async fn serve(sup: Arc<Supervisor>, args: &Args) -> anyhow::Result<()> {
     let mut servers = tokio::task::JoinSet::new();
     let mut socket_paths = Vec::new();
     for listen in &listens {
-        let router = Server::builder()
+        let listen = parse_listen(listen)?;
+        let mut builder = Server::builder();
+        if let Listen::Tcp(addr) = &listen {
+            if let Some(tls) = tls_config(args, *addr)? {
+                builder = builder.tls_config(tls)?;
+            }
+        }
+        let router = builder
             .add_service(health_service.clone())
             .add_service(reflection.clone())
             .add_service(service.clone());
         let shutdown = stop.clone().cancelled_owned();
-        match parse_listen(listen)? {
+        match listen {
             Listen::Unix(path) => {
                 let listener = bind_unix(&path, args.socket_group.as_deref())?;
                 tracing::info!(socket = %path.display(), "serving");
@@ -370,15 +377,6 @@ async fn serve(sup: Arc<Supervisor>, args: &Args) -> anyhow::Result<()> {
                 });
             }
             Listen::Tcp(addr) => {
-                let tls = tls_config(args, addr)?;
-                let mut builder = Server::builder();
-                if let Some(tls) = tls {
-                    builder = builder.tls_config(tls)?;
-                }
-                let router = builder
-                    .add_service(health_service.clone())
-                    .add_service(reflection.clone())
-                    .add_service(service.clone());
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("bind {addr}"))?;
