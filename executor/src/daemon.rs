@@ -2,9 +2,9 @@
 //!
 //! Start-up order: load and validate the policy; check this host has every
 //! sandbox layer the policy requires (refuse to start otherwise, naming the
-//! layer); compile seccomp; make the empty network namespace (before any
-//! thread exists); kill what a crashed run left (processes of pool uids,
-//! scratch dirs); then serve. On SIGHUP: reload the policy file
+//! layer); compile seccomp; make the empty network namespace (in a thread
+//! of its own); kill what a crashed run left (processes of pool uids,
+//! scratch dirs); start the spawner ([`crate::spawner`]); then serve. On SIGHUP: reload the policy file
 //! ([`crate::reload`]). On SIGTERM/SIGINT: health goes NOT_SERVING,
 //! every task is cancelled and purged, then the process exits.
 
@@ -67,9 +67,32 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             tls_config(&args, addr)?;
         }
     }
-    let origin = args.config.display().to_string();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let prepared = runtime.block_on(prepare(&args.config, args.launcher.as_deref()))?;
+    let result = runtime.block_on(serve(prepared.sup.clone(), &args));
+    drop(prepared);
+    result
+}
+
+/// A supervisor ready to run tasks, and what must live as long as it.
+pub struct Prepared {
+    /// The supervisor.
+    pub sup: Arc<Supervisor>,
+    _netns: EmptyNetns,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Everything before serving: loads the policy at `config`, checks the
+/// host's layers, compiles seccomp, makes the empty network namespace,
+/// cleans up after a crashed run, and starts the spawner (`launcher`, by
+/// default airlock-launch beside this binary). The benchmark uses it to run
+/// tasks in-process, without gRPC.
+pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<Prepared> {
+    let origin = config.display().to_string();
     let text =
-        std::fs::read_to_string(&args.config).with_context(|| format!("read policy {origin}"))?;
+        std::fs::read_to_string(config).with_context(|| format!("read policy {origin}"))?;
     let policy =
         Policy::parse(&text, &origin).map_err(|errs| anyhow::anyhow!("invalid policy:\n{errs}"))?;
     let policy_sha256 = crate::pin::sha256_hex(text.as_bytes())?;
@@ -77,8 +100,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let seccomp = crate::seccomp_profile::compile()?;
     let netns = EmptyNetns::create()
         .context("create the empty network namespace for tasks without network")?;
-    let launcher = match &args.launcher {
-        Some(p) => p.clone(),
+    let launcher = match launcher {
+        Some(p) => p.to_path_buf(),
         None => std::env::current_exe()?
             .parent()
             .map(|d| d.join("airlock-launch"))
@@ -93,7 +116,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     prepare_scratch_root(&policy.scratch_root)?;
     // Start-up kills every process of the uid pool: a second airlockd on the
     // same pool would kill the first one's tasks.
-    let _lock = lock_scratch_root(&policy.scratch_root)?;
+    let lock = lock_scratch_root(&policy.scratch_root)?;
     let audit = AuditLog::open(&policy.audit_log)?;
     let leftovers = crate::purge::startup_cleanup(
         policy.uid_pool.first,
@@ -121,13 +144,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     }
     let mut loaded = LoadedPolicy::new(policy).context("load policy programs")?;
     loaded.sha256 = policy_sha256;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let credentials = match &loaded.policy.credentials {
         Some(config) => Some(Arc::new(
-            runtime
-                .block_on(crate::credentials::CredentialService::new(config.clone()))
+            crate::credentials::CredentialService::new(config.clone())
+                .await
                 .context("start the credentials endpoint")?,
         )),
         None => None,
@@ -145,7 +165,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             pool
         },
         policy: std::sync::RwLock::new(Arc::new(loaded)),
-        config: args.config.clone(),
+        config: config.to_path_buf(),
         reloading: std::sync::Mutex::new(()),
         audit,
         seccomp,
@@ -153,15 +173,21 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             landlock_abi: layers.landlock_abi,
             seccomp: layers.seccomp,
             empty_netns: netns.path(),
-            launcher,
         },
         tasks: std::sync::Mutex::new(Registry::default()),
         shutdown: CancellationToken::new(),
         credentials,
+        spawner: crate::spawner::Spawner::new(launcher.clone()),
     });
-    let result = runtime.block_on(serve(sup, &args));
-    drop(netns);
-    result
+    sup.spawner
+        .check()
+        .await
+        .with_context(|| format!("start the launcher {}", launcher.display()))?;
+    Ok(Prepared {
+        sup,
+        _netns: netns,
+        _lock: lock,
+    })
 }
 
 /// Probes Landlock and seccomp and checks them against the policy.

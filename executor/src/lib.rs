@@ -1,6 +1,7 @@
 //! Airlock's supervisor: the gRPC service, the sandbox launcher, purge and
-//! audit. A task's path: [`service`] → [`admit`] → [`run`] (which spawns
-//! [`launch`] through the `airlock-launch` binary) → [`purge`] → [`audit`].
+//! audit. A task's path: [`service`] → [`admit`] → [`run`] (which starts
+//! a [`launch`]er through the [`spawner`], the `airlock-launch` process) →
+//! [`purge`] → [`audit`].
 //! See `ARCHITECTURE.md`.
 
 pub mod admit;
@@ -16,6 +17,7 @@ pub mod reload;
 pub mod run;
 pub mod seccomp_profile;
 pub mod service;
+pub mod spawner;
 pub mod supervisor;
 pub mod sys;
 pub mod uids;

@@ -1,13 +1,13 @@
-//! Run: spawn the launcher with the task's plan, stream its output (bounded),
+//! Run: start a launcher (through the spawner) with the task's plan, stream its output (bounded),
 //! enforce the deadline, answer cancellation, then purge and report.
 //!
-//! Killing: the supervisor sends SIGTERM to the launcher's waiter, which
+//! Killing: the supervisor sends SIGTERM to the launcher's waiter (through
+//! a pidfd, so never to a recycled pid), which
 //! SIGKILLs the task's init; the kernel then kills every other process of
 //! the pid namespace, double-forked daemons included, and reaps them before
 //! the init's exit completes.
 
-use std::os::fd::AsRawFd;
-use std::process::Stdio;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -224,36 +224,27 @@ async fn execute(
     creds: Option<&TaskCredentials>,
 ) -> std::io::Result<(Exited, bool)> {
     let plan = serde_json::to_vec(&plan_for(sup, task, creds)).map_err(std::io::Error::other)?;
-    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-    let mut cmd = tokio::process::Command::new(&sup.host.launcher);
-    cmd.env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    crate::sys::pass_fd_as_3(cmd.as_std_mut(), theirs.as_raw_fd());
-    let mut child = cmd.spawn()?;
-    drop(theirs);
-    ours.set_nonblocking(true)?;
-    let channel = tokio::net::UnixStream::from_std(ours)?;
+    let launched = sup.spawner.launch().await?;
+    let launcher = launched.pidfd;
     // The launcher kills the task when this socket closes, so the write
     // half stays open (not dropped, not shut down) until the task has ended.
-    let (reports, mut plan_writer) = channel.into_split();
+    let (reports, mut plan_writer) = launched.channel.into_split();
     plan_writer
         .write_all(&(plan.len() as u32).to_le_bytes())
         .await?;
     plan_writer.write_all(&plan).await?;
 
-    if let Some(mut stdin) = child.stdin.take() {
-        let data = task.request.stdin.clone();
+    let mut stdin = launched.stdin;
+    let data = task.request.stdin.clone();
+    if !data.is_empty() {
         tokio::spawn(async move {
             // A task that exits without reading its stdin closes the pipe:
             // that error is expected and ignored.
             let _ = stdin.write_all(&data).await;
         });
     }
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
+    let mut stdout = Some(launched.stdout);
+    let mut stderr = Some(launched.stderr);
 
     let deadline = tokio::time::sleep(Duration::from_millis(task.limits.wall_time_ms));
     tokio::pin!(deadline);
@@ -286,7 +277,7 @@ async fn execute(
                             if events.send(Ok(event(task_event::Event::Started(started)))).await.is_err() {
                                 client_gone.notify_one();
                             }
-                            for (pipe, stream) in [(stdout.take().map(Pipe::Out), Stream::Stdout), (stderr.take().map(Pipe::Err), Stream::Stderr)] {
+                            for (pipe, stream) in [(stdout.take(), Stream::Stdout), (stderr.take(), Stream::Stderr)] {
                                 if let Some(pipe) = pipe {
                                     readers.push(tokio::spawn(forward_output(
                                         pipe, stream, events.clone(), output_sent.clone(),
@@ -317,23 +308,23 @@ async fn execute(
             _ = output_full.notified(), if killed.is_none() => Some(KillCause::Output),
             _ = client_gone.notified(), if killed.is_none() => Some(KillCause::ClientGone),
             _ = sleep_if_set(&mut kill_deadline) => {
-                let _ = child.start_kill();
+                // The launcher did not end the task in time: kill it, and
+                // the task's init dies with it (its parent-death watch).
+                let _ = crate::sys::pidfd_send_signal(launcher.as_fd(), libc::SIGKILL);
                 kill_deadline = None;
                 None
             }
         };
         if let Some(cause) = cause {
             killed = Some(cause);
-            if let Some(pid) = child.id() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
+            // The launcher turns SIGTERM into SIGKILL of the task's init.
+            let _ = crate::sys::pidfd_send_signal(launcher.as_fd(), libc::SIGTERM);
             kill_deadline = Some(Box::pin(tokio::time::sleep(KILL_GRACE)));
         }
     }
-    let status = child.wait().await?;
+    // The report stream ended: the launcher, the task's init and with it
+    // every process of the task are gone (or the launcher died).
+    drop(plan_writer);
     // The task's processes are gone, so its pipes reach EOF; the bound only
     // guards against a bug.
     for mut reader in readers {
@@ -347,9 +338,8 @@ async fn execute(
             reaped = false;
         }
     }
-    if exit.is_none() {
-        use std::os::unix::process::ExitStatusExt;
-        exit = Some((status.code().filter(|_| failure.is_none()), status.signal()));
+    if exit.is_none() && failure.is_none() && killed.is_none() {
+        failure = Some("the sandbox launcher ended without a report".to_string());
     }
     let exited = outcome(
         task,
@@ -457,24 +447,10 @@ pub fn wire_limits(l: &airlock_policy::Limits) -> WireLimits {
     }
 }
 
-enum Pipe {
-    Out(tokio::process::ChildStdout),
-    Err(tokio::process::ChildStderr),
-}
-
-impl Pipe {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Pipe::Out(p) => p.read(buf).await,
-            Pipe::Err(p) => p.read(buf).await,
-        }
-    }
-}
-
 /// Streams one pipe to the client until EOF, within the task's output bound
 /// (stdout and stderr together). Past the bound it truncates and signals.
 async fn forward_output(
-    mut pipe: Pipe,
+    mut pipe: tokio::net::unix::pipe::Receiver,
     stream: Stream,
     events: EventSender,
     sent: Arc<AtomicU64>,

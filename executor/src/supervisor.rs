@@ -129,8 +129,6 @@ pub struct HostFacts {
     pub seccomp: bool,
     /// A path that opens the empty network namespace.
     pub empty_netns: PathBuf,
-    /// The launcher binary.
-    pub launcher: PathBuf,
 }
 
 /// Everything the service and the task runners share.
@@ -159,6 +157,8 @@ pub struct Supervisor {
     /// AWS credentials for tasks; `None` when the policy has no
     /// `[credentials]` section.
     pub credentials: Option<Arc<crate::credentials::CredentialService>>,
+    /// Starts every task's launcher.
+    pub spawner: crate::spawner::Spawner,
 }
 
 impl Supervisor {

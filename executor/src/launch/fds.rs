@@ -1,6 +1,6 @@
 //! Step 1: file descriptors, environment and signals.
 //!
-//! The supervisor spawns the launcher with stdio and the plan socket only
+//! The spawner hands each launcher its stdio and the plan socket only
 //! (everything else it holds is `O_CLOEXEC`), but the launcher does not rely
 //! on that: it closes every fd above 3 with `close_range(2)`, marks the plan
 //! socket close-on-exec so the program never inherits it, resets every signal
@@ -13,6 +13,14 @@ use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 
 use super::plan::PLAN_FD;
 use super::{sys, LaunchError};
+
+/// The spawner's socket to airlockd, at fd 3.
+pub fn take_control_socket() -> std::os::fd::OwnedFd {
+    // SAFETY: airlockd always starts the spawner with its socket as fd 3,
+    // and nothing else in the spawner refers to that fd. If fd 3 is not that
+    // socket, the first recvmsg fails and the spawner exits.
+    unsafe { crate::sys::adopt_fd(PLAN_FD) }
+}
 
 /// Takes ownership of the plan socket at fd 3.
 pub fn take_plan_socket() -> UnixStream {

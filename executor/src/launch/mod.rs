@@ -1,10 +1,14 @@
-//! The per-task launcher, `airlock-launch`: a small single-threaded program
-//! the supervisor execs for every task. It reads a [`plan::LaunchPlan`] from
-//! fd 3, builds the sandbox in the order below, and execs the program.
+//! The per-task launcher. `airlock-launch` is a small single-threaded
+//! program that airlockd starts once, the *spawner* ([`main`]); for every task
+//! it forks a launcher ([`crate::spawner`] is airlockd's side). The launcher
+//! reads a [`plan::LaunchPlan`] from fd 3, builds the sandbox in the order
+//! below, and execs the program.
 //!
 //! Why a separate program: after `fork` in the multithreaded supervisor the
 //! child must not allocate or take locks, and std runs `pre_exec` after the
-//! uid switch. Here there is one thread, so ordinary Rust is safe.
+//! uid switch. Here there is one thread, so ordinary Rust is safe; and
+//! forking this small process costs far less than forking airlockd and
+//! exec'ing a launcher for each task.
 //!
 //! Processes: the launcher (the *waiter*) unshares the namespaces and forks
 //! the task's *init*, pid 1 of a new pid namespace, which builds the rest of
@@ -35,7 +39,7 @@ pub mod seccomp;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -117,9 +121,76 @@ pub(crate) fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> Laun
     move |source| LaunchError::Io { step, source }
 }
 
-/// The launcher's entry point. Never returns: it execs the task, or reports
-/// and exits 127.
+/// `airlock-launch`'s entry point: the spawner. airlockd starts it once
+/// with a `SOCK_SEQPACKET` socket as fd 3 (see [`crate::spawner`]); for each
+/// request it forks a launcher for one task and answers with the launcher's
+/// pidfd. It exits when the socket closes, i.e. with airlockd.
 pub fn main() -> ! {
+    let control = fds::take_control_socket();
+    // Our own session, so a terminal's Ctrl-C reaches airlockd only, and the
+    // kernel reaps our children (each task's waiter): nobody here waits.
+    let _ = nix::unistd::setsid();
+    crate::sys::ignore_sigchld();
+    loop {
+        let fds = match receive_request(&control) {
+            Ok(Some(fds)) => fds,
+            Ok(None) => std::process::exit(0),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => std::process::exit(1),
+        };
+        if fds.len() != 4 {
+            answer(&control, Err(nix::errno::Errno::EPROTO));
+            continue;
+        }
+        match fork_child() {
+            Ok(ForkResult::Child) => {
+                // The plan socket becomes fd 3, replacing our control socket.
+                std::mem::forget(control);
+                for (target, fd) in fds.iter().enumerate() {
+                    if crate::sys::dup_onto(fd.as_fd(), target as i32).is_err() {
+                        std::process::exit(127);
+                    }
+                }
+                drop(fds);
+                launch_task()
+            }
+            Ok(ForkResult::Parent { child }) => {
+                // The child cannot have exited yet: it waits for its plan,
+                // which airlockd sends only after this answer.
+                answer(&control, crate::sys::pidfd_open(child.as_raw()));
+            }
+            Err(_) => answer(&control, Err(nix::errno::Errno::last())),
+        }
+    }
+}
+
+/// One request from airlockd: its descriptors, or `None` at EOF. A
+/// malformed request yields no descriptors, and is answered EPROTO.
+fn receive_request(control: &OwnedFd) -> Result<Option<Vec<OwnedFd>>, nix::errno::Errno> {
+    let mut buf = [0u8; 8];
+    match crate::sys::recv_with_fds(control.as_fd(), &mut buf)? {
+        (0, _) => Ok(None),
+        (1, fds) if buf[0] == crate::spawner::SPAWN => Ok(Some(fds)),
+        _ => Ok(Some(Vec::new())),
+    }
+}
+
+/// Answers a request: the launcher's pidfd, or the errno of the failure.
+fn answer(control: &OwnedFd, result: Result<OwnedFd, nix::errno::Errno>) {
+    let _ = match result {
+        Ok(pidfd) => crate::sys::send_with_fds(control.as_fd(), b"P", &[pidfd.as_raw_fd()]),
+        Err(errno) => {
+            let mut msg = [b'E', 0, 0, 0, 0];
+            msg[1..].copy_from_slice(&(errno as i32).to_le_bytes());
+            crate::sys::send_with_fds(control.as_fd(), &msg, &[])
+        }
+    };
+}
+
+/// One task's launcher, in the spawner's child: stdio and the plan socket
+/// (fd 3) are the task's. Never returns: it execs the task, or reports and
+/// exits 127.
+fn launch_task() -> ! {
     let mut channel = fds::take_plan_socket();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let plan = read_plan(&mut channel)?;
@@ -275,8 +346,8 @@ fn reap_until(
 }
 
 fn fork_child() -> Result<ForkResult, LaunchError> {
-    // SAFETY: the launcher has exactly one thread (it is a fresh exec and
-    // starts none), so the child may do anything after fork.
+    // SAFETY: the spawner and every launcher have exactly one thread (a
+    // fresh exec that starts none), so the child may do anything after fork.
     unsafe { fork() }.map_err(sys("fork"))
 }
 

@@ -1,0 +1,194 @@
+//! The supervisor's side of the spawner: one `airlock-launch` process that
+//! airlockd starts once and that forks a launcher for every task.
+//!
+//! Why: forking the multithreaded supervisor and exec'ing a fresh launcher
+//! per task cost more than the task (page tables of a large process, the
+//! dynamic loader, a JSON parse). The spawner is small and single-threaded,
+//! so its `fork` is cheap and its child may run ordinary Rust.
+//!
+//! Protocol, over a `SOCK_SEQPACKET` pair (the spawner's fd 3): airlockd sends
+//! one message per task, a byte and four descriptors (the task's stdin,
+//! stdout, stderr and the plan socket); the spawner forks, and answers with a
+//! byte and a pidfd of the child, the task's launcher (or an errno when the
+//! fork failed). Everything else travels on the plan socket, as before: the
+//! plan one way, [`Report`](crate::launch::plan::Report)s the other.
+//!
+//! The spawner exits when this socket closes, so it never outlives airlockd.
+//! If it dies, the next task starts a new one.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe;
+
+/// The message that asks for a launcher.
+pub const SPAWN: u8 = b'S';
+
+/// One live spawner process and our end of its socket.
+struct Conn {
+    socket: AsyncFd<OwnedFd>,
+    process: Child,
+}
+
+/// Starts task launchers through one long-lived spawner process.
+pub struct Spawner {
+    launcher: PathBuf,
+    conn: tokio::sync::Mutex<Option<Conn>>,
+}
+
+/// A started launcher: our ends of its stdio and plan socket, and a pidfd
+/// that signals it.
+pub struct Launched {
+    /// A pidfd of the launcher (its waiter process).
+    pub pidfd: OwnedFd,
+    /// The task's stdin.
+    pub stdin: pipe::Sender,
+    /// The task's stdout.
+    pub stdout: pipe::Receiver,
+    /// The task's stderr.
+    pub stderr: pipe::Receiver,
+    /// The plan socket.
+    pub channel: tokio::net::UnixStream,
+}
+
+impl Spawner {
+    /// A spawner that runs `launcher`; the first process starts on the first
+    /// task. Call [`Spawner::check`] at start-up to fail early.
+    pub fn new(launcher: PathBuf) -> Self {
+        Self {
+            launcher,
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Starts the spawner process now, so a broken launcher stops airlockd
+    /// at start-up instead of failing every task.
+    pub async fn check(&self) -> std::io::Result<()> {
+        let mut conn = self.conn.lock().await;
+        *conn = Some(self.start()?);
+        Ok(())
+    }
+
+    /// Starts a launcher for one task.
+    pub async fn launch(&self) -> std::io::Result<Launched> {
+        let (stdin_task, stdin) = pipe2()?;
+        let (stdout, stdout_task) = pipe2()?;
+        let (stderr, stderr_task) = pipe2()?;
+        let (ours, theirs) = UnixStream::pair()?;
+        let fds = [
+            stdin_task.as_raw_fd(),
+            stdout_task.as_raw_fd(),
+            stderr_task.as_raw_fd(),
+            theirs.as_raw_fd(),
+        ];
+        let pidfd = {
+            let mut conn = self.conn.lock().await;
+            // A spawner that died is replaced once; a second failure is real.
+            let mut attempt = 0;
+            loop {
+                if conn.is_none() {
+                    *conn = Some(self.start()?);
+                }
+                let live = conn.as_mut().expect("started above");
+                match request(&live.socket, &fds).await {
+                    Ok(pidfd) => break pidfd,
+                    Err(Failure::Spawner(err)) if attempt == 0 => {
+                        tracing::warn!(%err, "the spawner is gone; starting a new one");
+                        if let Some(mut dead) = conn.take() {
+                            let _ = dead.process.kill();
+                            let _ = dead.process.wait();
+                        }
+                        attempt += 1;
+                    }
+                    Err(Failure::Spawner(err) | Failure::Fork(err)) => return Err(err),
+                }
+            }
+        };
+        drop((stdin_task, stdout_task, stderr_task, theirs));
+        ours.set_nonblocking(true)?;
+        Ok(Launched {
+            pidfd,
+            stdin: pipe::Sender::from_owned_fd(stdin)?,
+            stdout: pipe::Receiver::from_owned_fd(stdout)?,
+            stderr: pipe::Receiver::from_owned_fd(stderr)?,
+            channel: tokio::net::UnixStream::from_std(ours)?,
+        })
+    }
+
+    fn start(&self) -> std::io::Result<Conn> {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        )?;
+        // The spawner's end must block: it is a plain single-threaded loop.
+        let flags = nix::fcntl::fcntl(&theirs, nix::fcntl::FcntlArg::F_GETFL)?;
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) - nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(&theirs, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+        let mut cmd = Command::new(&self.launcher);
+        cmd.env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        crate::sys::pass_fd_as_3(&mut cmd, theirs.as_raw_fd());
+        let process = cmd.spawn().map_err(|err| {
+            std::io::Error::new(
+                err.kind(),
+                format!("start the launcher {}: {err}", self.launcher.display()),
+            )
+        })?;
+        Ok(Conn {
+            socket: crate::sys::async_fd(ours)?,
+            process,
+        })
+    }
+}
+
+enum Failure {
+    /// The spawner is gone or broke the protocol.
+    Spawner(std::io::Error),
+    /// The spawner is fine but could not fork.
+    Fork(std::io::Error),
+}
+
+/// One request: the four fds out, a pidfd (or an errno) back.
+async fn request(socket: &AsyncFd<OwnedFd>, fds: &[i32; 4]) -> Result<OwnedFd, Failure> {
+    let spawner = Failure::Spawner;
+    loop {
+        let mut guard = socket.writable().await.map_err(spawner)?;
+        match guard.try_io(|s| Ok(crate::sys::send_with_fds(s.as_fd(), &[SPAWN], fds)?)) {
+            Ok(sent) => break sent.map_err(spawner)?,
+            Err(_would_block) => continue,
+        }
+    }
+    let mut buf = [0u8; 8];
+    let (n, pidfd) = loop {
+        let mut guard = socket.readable().await.map_err(spawner)?;
+        match guard.try_io(|s| Ok(crate::sys::recv_with_fds(s.as_fd(), &mut buf)?)) {
+            Ok(received) => break received.map_err(spawner)?,
+            Err(_would_block) => continue,
+        }
+    };
+    match (n, pidfd.into_iter().next()) {
+        (0, _) => Err(spawner(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the spawner closed its socket",
+        ))),
+        (_, Some(pidfd)) => Ok(pidfd),
+        (n, None) if n >= 5 && buf[0] == b'E' => Err(Failure::Fork(
+            std::io::Error::from_raw_os_error(i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]])),
+        )),
+        _ => Err(spawner(std::io::Error::other(
+            "the spawner answered with neither a pidfd nor an errno",
+        ))),
+    }
+}
+
+fn pipe2() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
+}
