@@ -15,6 +15,7 @@ pub mod pin;
 pub mod purge;
 pub mod reload;
 pub mod run;
+pub mod seccomp_bpf;
 pub mod seccomp_profile;
 pub mod service;
 pub mod spawner;

@@ -1,5 +1,6 @@
 //! The task seccomp profile: data in `resources/seccomp/x86_64.json`
-//! (a comment on every rule), compiled with seccompiler once at start-up.
+//! (seccompiler's format, a comment on every rule), compiled once at
+//! start-up by [`crate::seccomp_bpf`] as search trees.
 //!
 //! The file holds four filters, installed together; the kernel applies the
 //! strictest verdict of all:
@@ -10,8 +11,6 @@
 //! - `inet_host`: on the host network, IP sockets only as TCP or UDP (not
 //!   MPTCP or SCTP) and no TCP Fast Open: both would connect past
 //!   Landlock's TCP rules (landlock-lsm/linux#54 and #41).
-
-use seccompiler::{BpfProgram, TargetArch};
 
 use crate::launch::plan::pack_bpf;
 
@@ -30,9 +29,9 @@ pub struct SeccompPrograms {
 /// Errors compiling the profile.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompProfileError {
-    /// seccompiler rejected the JSON.
+    /// The JSON does not compile.
     #[error("compile seccomp profile")]
-    Compile(#[source] seccompiler::Error),
+    Compile(#[source] crate::seccomp_bpf::CompileError),
     /// A filter the code needs is missing from the JSON.
     #[error("seccomp profile has no filter named {0}")]
     Missing(&'static str),
@@ -40,8 +39,8 @@ pub enum SeccompProfileError {
 
 /// Compiles the profile for x86_64.
 pub fn compile() -> Result<SeccompPrograms, SeccompProfileError> {
-    let mut map = seccompiler::compile_from_json(PROFILE_JSON.as_bytes(), TargetArch::x86_64)
-        .map_err(SeccompProfileError::Compile)?;
+    let mut map =
+        crate::seccomp_bpf::compile_profile(PROFILE_JSON).map_err(SeccompProfileError::Compile)?;
     let mut take = |name: &'static str| -> Result<Vec<u64>, SeccompProfileError> {
         map.remove(name)
             .map(|p| pack(&p))
@@ -58,7 +57,7 @@ pub fn compile() -> Result<SeccompPrograms, SeccompProfileError> {
     })
 }
 
-fn pack(program: &BpfProgram) -> Vec<u64> {
+fn pack(program: &[crate::seccomp_bpf::Insn]) -> Vec<u64> {
     program
         .iter()
         .map(|i| pack_bpf(i.code, i.jt, i.jf, i.k))

@@ -1,0 +1,153 @@
+//! The tree compiler must decide every syscall exactly as seccompiler's
+//! linear program does: both run through a BPF interpreter over every
+//! syscall number with arguments that hit each condition's edges.
+
+use super::*;
+
+/// Runs a classic BPF seccomp program on (nr, args); returns its verdict.
+fn run(program: &[Insn], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+    let mut data = vec![0u8; 64];
+    data[0..4].copy_from_slice(&nr.to_le_bytes());
+    data[4..8].copy_from_slice(&arch.to_le_bytes());
+    for (i, a) in args.iter().enumerate() {
+        data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
+    }
+    let mut acc: u32 = 0;
+    let mut pc = 0usize;
+    loop {
+        let ins = &program[pc];
+        pc += 1;
+        match ins.code {
+            c if c == BPF_LD | BPF_W | BPF_ABS => {
+                let k = ins.k as usize;
+                acc = u32::from_le_bytes(data[k..k + 4].try_into().unwrap());
+            }
+            c if c == BPF_ALU | BPF_AND | BPF_K => acc &= ins.k,
+            c if c == BPF_RET | BPF_K => return ins.k,
+            c if c == BPF_JMP | BPF_JA => pc += ins.k as usize,
+            c if c & 0x07 == BPF_JMP => {
+                let taken = match c & 0xf0 {
+                    BPF_JEQ => acc == ins.k,
+                    BPF_JGT => acc > ins.k,
+                    BPF_JGE => acc >= ins.k,
+                    0x40 => acc & ins.k != 0, // JSET
+                    other => panic!("jump op {other:#x}"),
+                };
+                pc += usize::from(if taken { ins.jt } else { ins.jf });
+            }
+            other => panic!("instruction {other:#x} at {}", pc - 1),
+        }
+    }
+}
+
+fn samples() -> Vec<[u64; 6]> {
+    let values = [
+        0u64,
+        1,
+        2,
+        3,
+        10,
+        0x5412, // TIOCSTI
+        0x541c, // TIOCLINUX
+        0x2_0000,
+        0x7e02_0000,
+        0x2000_0000, // MSG_FASTOPEN
+        0x1_0000_0000,
+        0x1_0000_0002,
+        u64::MAX,
+        0xffff_ffff,
+    ];
+    let mut out = vec![[0u64; 6]];
+    for v in values {
+        out.push([v; 6]);
+        for i in 0..6 {
+            let mut a = [0u64; 6];
+            a[i] = v;
+            out.push(a);
+        }
+    }
+    // Protocol and family pairs for socket(2).
+    for family in [1u64, 2, 10, 16, 17] {
+        for ty in [1u64, 2, 3, 5, 0x80801] {
+            for proto in [0u64, 6, 17, 132, 262] {
+                out.push([family, ty, proto, 0, 0, 0]);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn tree_decides_like_seccompiler_for_every_syscall() {
+    let ours = compile_profile(crate::seccomp_profile::PROFILE_JSON).unwrap();
+    let theirs = seccompiler::compile_from_json(
+        crate::seccomp_profile::PROFILE_JSON.as_bytes(),
+        seccompiler::TargetArch::x86_64,
+    )
+    .unwrap();
+    assert_eq!(ours.len(), theirs.len());
+    let args = samples();
+    for (name, program) in &ours {
+        let reference = &theirs[name];
+        assert!(
+            program.len() < reference.len() || reference.len() < 64,
+            "{name}: {} instructions, seccompiler {}",
+            program.len(),
+            reference.len()
+        );
+        for nr in 0..600 {
+            for a in &args {
+                assert_eq!(
+                    run(program, AUDIT_ARCH_X86_64, nr, *a),
+                    run(reference, AUDIT_ARCH_X86_64, nr, *a),
+                    "{name}: syscall {nr} args {a:x?}"
+                );
+            }
+        }
+        assert_eq!(
+            run(program, 0x4000_0003, 0, [0; 6]),
+            libc::SECCOMP_RET_KILL_PROCESS,
+            "{name}: another architecture is killed"
+        );
+        assert_eq!(
+            run(program, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 41, [0; 6]),
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+            "{name}: x32 syscalls are refused"
+        );
+    }
+}
+
+#[test]
+fn every_condition_kind_compiles_to_its_meaning() {
+    let json = r#"{"f": {"mismatch_action": {"errno": 1}, "match_action": "allow", "filter": [
+        {"syscall": "read", "args": [{"index": 0, "type": "qword", "op": "gt", "val": 4294967298}]},
+        {"syscall": "write", "args": [{"index": 1, "type": "qword", "op": "le", "val": 4294967296}]},
+        {"syscall": "close", "args": [{"index": 2, "type": "dword", "op": "lt", "val": 7}]},
+        {"syscall": "open", "args": [{"index": 3, "type": "qword", "op": "ge", "val": 5}]},
+        {"syscall": "stat", "args": [{"index": 0, "type": "qword", "op": "ne", "val": 4294967296}]},
+        {"syscall": "fstat", "args": [{"index": 0, "type": "qword", "op": "eq", "val": 4294967296}]}
+    ]}}"#;
+    let ours = compile_profile(json).unwrap();
+    let theirs =
+        seccompiler::compile_from_json(json.as_bytes(), seccompiler::TargetArch::x86_64).unwrap();
+    let args = samples();
+    for nr in 0..10 {
+        for a in &args {
+            assert_eq!(
+                run(&ours["f"], AUDIT_ARCH_X86_64, nr, *a),
+                run(&theirs["f"], AUDIT_ARCH_X86_64, nr, *a),
+                "syscall {nr} args {a:x?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unknown_syscall_is_named() {
+    let json = r#"{"f": {"mismatch_action": "allow", "match_action": "allow", "filter": [{"syscall": "no_such_call"}]}}"#;
+    let err = compile_profile(json).unwrap_err().to_string();
+    assert!(
+        err.contains("no_such_call") && err.contains("syscalls.rs"),
+        "{err}"
+    );
+}
