@@ -22,11 +22,15 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut tasks = 400usize;
     let mut live = 1000usize;
+    let mut quick = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--quick" => quick = true,
             "--tasks" => tasks = args.next().context("--tasks N")?.parse()?,
             "--live" => live = args.next().context("--live N")?.parse()?,
-            other => bail!("unknown argument {other}: airlock-bench [--tasks N] [--live N]"),
+            other => {
+                bail!("unknown argument {other}: airlock-bench [--tasks N] [--live N] [--quick]")
+            }
         }
     }
     if !nix_is_root() {
@@ -42,6 +46,18 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let channel = runtime.block_on(connect(&Endpoint::Unix(daemon.socket.clone()), None))?;
+    // A second supervisor inside this process (its own uids and scratch
+    // root), for the spawn path without gRPC.
+    let local_dir = bench_dir()?;
+    let local_config = local_dir.path().join("policy.toml");
+    std::fs::write(&local_config, bench_policy(local_dir.path(), 930000, 200))?;
+    let local = runtime
+        .block_on(airlock_executor::daemon::prepare(
+            &local_config,
+            Some(&bin_dir.join("airlock-launch")),
+        ))
+        .context("start the in-process supervisor")?;
+    let timelines = std::sync::Mutex::new(Vec::new());
 
     println!(
         "| program | method | concurrency | median ms | p99 ms | tasks/s | × bare | × bwrap |"
@@ -51,7 +67,9 @@ fn main() -> anyhow::Result<()> {
         ("/usr/bin/true", &[]),
         ("/usr/bin/python3", &["-c", "pass"]),
     ];
-    for (program, args) in programs {
+    // --quick: /usr/bin/true at concurrency 1 and 8 only, for iterating.
+    let programs = if quick { &programs[..1] } else { &programs[..] };
+    for &(program, args) in programs {
         let label = std::iter::once(program)
             .chain(args.iter().copied())
             .collect::<Vec<_>>()
@@ -62,11 +80,21 @@ fn main() -> anyhow::Result<()> {
             tasks
         };
         for c in CONCURRENCY {
+            if quick && c != 1 && c != 8 {
+                continue;
+            }
             let bare = measure(n, c, |_| spawn_status(Command::new(program).args(args)));
             let bw = bwrap.as_ref().map(|b| {
                 measure(n, c, |_| {
                     spawn_status(Command::new(b).args(BWRAP_ARGS).arg(program).args(args))
                 })
+            });
+            let inproc = measure(n, c, |i| {
+                let timeline = runtime.block_on(run_local(&local.sup, i, program, args))?;
+                if c == 1 && args.is_empty() {
+                    timelines.lock().unwrap().push(timeline);
+                }
+                Ok(())
             });
             let grpc = {
                 let channel = channel.clone();
@@ -94,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             for (method, m) in [
                 ("bare fork+exec", Some(&bare)),
                 ("bubblewrap", bw.as_ref()),
+                ("airlock in-process (no gRPC)", Some(&inproc)),
                 ("airlock gRPC (warm client)", Some(&grpc)),
                 ("airlock CLI", Some(&cli)),
             ] {
@@ -114,6 +143,9 @@ fn main() -> anyhow::Result<()> {
     if bwrap.is_none() {
         println!("\nbubblewrap not found: its rows are missing (scripts/bench installs it)");
     }
+
+    print_stages(&timelines.into_inner().unwrap());
+    drop(local);
 
     let idle = daemon.rss_kib()?;
     let held = runtime.block_on(hold_sleeping_tasks(channel.clone(), live))?;
@@ -223,6 +255,72 @@ fn spawn_status(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One task through the in-process supervisor; its timeline.
+async fn run_local(
+    sup: &std::sync::Arc<airlock_executor::supervisor::Supervisor>,
+    i: usize,
+    program: &str,
+    args: &[&str],
+) -> anyhow::Result<airlock_executor::run::Timeline> {
+    let (exited, timeline) = airlock_executor::run::run_in_process(
+        sup,
+        RunTaskRequest {
+            user: format!("bench{}", i % 8),
+            program: program.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    if exited.exit_code != Some(0) {
+        bail!("task ended: {exited:?}");
+    }
+    Ok(timeline)
+}
+
+/// The median time of each stage of the in-process spawn path.
+fn print_stages(timelines: &[airlock_executor::run::Timeline]) {
+    let Some(first) = timelines.first() else {
+        return;
+    };
+    println!(
+        "\nWhere the time goes: the in-process `/usr/bin/true` runs at concurrency 1 ({} tasks), median µs of each stage (each ends at the named point)\n",
+        timelines.len()
+    );
+    println!("| stage | median µs |");
+    println!("|---|---|");
+    let mut total = 0.0;
+    for (k, (stage, _)) in first.durations_us().iter().enumerate() {
+        let mut times: Vec<f64> = timelines
+            .iter()
+            .filter_map(|t| {
+                t.durations_us()
+                    .get(k)
+                    .filter(|(s, _)| s == stage)
+                    .map(|(_, us)| *us)
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+        total += median;
+        println!("| {stage} | {median:.0} |");
+    }
+    println!("| sum of medians | {total:.0} |");
+}
+
+/// A world-readable temporary dir under /var/tmp (tasks reach their
+/// scratch dirs through it).
+fn bench_dir() -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("airlock-bench-")
+        .tempdir_in("/var/tmp")?;
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    Ok(dir)
+}
+
 async fn run_grpc(channel: Channel, i: usize, program: &str, args: &[&str]) -> anyhow::Result<()> {
     let mut client = AirlockClient::new(channel);
     let mut stream = client
@@ -309,30 +407,15 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A bench airlockd: tasks without network (they join one empty namespace),
-/// its own uid range and scratch root, /usr/bin/true, python3 and sleep.
-struct Daemon {
-    child: std::process::Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(bin_dir: &Path, live: usize) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("airlock-bench-")
-            .tempdir_in("/var/tmp")?;
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )?;
-        let socket = dir.path().join("airlockd.sock");
-        let policy = format!(
-            r#"cluster = "bench"
+/// The bench's policy: tasks without network (they join one empty
+/// namespace), uids from `uid_first`, scratch root and audit log in `dir`.
+fn bench_policy(dir: &Path, uid_first: u32, uid_count: usize) -> String {
+    format!(
+        r#"cluster = "bench"
 mode = "shared"
 [sandbox]
-uid_first = 910000
-uid_count = {count}
+uid_first = {uid_first}
+uid_count = {uid_count}
 scratch_root = "{root}/tasks"
 audit_log = "{root}/audit.jsonl"
 read_only = ["/usr/lib/python3", "/usr/lib/python3.11", "/usr/lib/x86_64-linux-gnu", "/etc"]
@@ -347,9 +430,23 @@ path = "/usr/bin/python3"
 [[program]]
 path = "/usr/bin/sleep"
 "#,
-            count = live + 200,
-            root = dir.path().display()
-        );
+        root = dir.display()
+    )
+}
+
+/// A bench airlockd: tasks without network (they join one empty namespace),
+/// its own uid range and scratch root, /usr/bin/true, python3 and sleep.
+struct Daemon {
+    child: std::process::Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(bin_dir: &Path, live: usize) -> anyhow::Result<Self> {
+        let dir = bench_dir()?;
+        let socket = dir.path().join("airlockd.sock");
+        let policy = bench_policy(dir.path(), 910000, live + 200);
         let config = dir.path().join("policy.toml");
         std::fs::write(&config, policy)?;
         let child = Command::new(bin_dir.join("airlockd"))

@@ -65,6 +65,9 @@ pub struct Admitted {
     pub policy: Arc<LoadedPolicy>,
     /// Start time, Unix ms.
     pub started_at_ms: u64,
+    /// When admission began ([`crate::sys::monotonic_ns`]): the first point
+    /// of the task's [`crate::run::Timeline`].
+    pub received_ns: u64,
     /// The AWS role the task gets credentials for, if any.
     pub grant: Option<crate::credentials::Grant>,
 }
@@ -180,6 +183,7 @@ pub fn admit(
     req: RunTaskRequest,
     driver_uid: Option<u32>,
 ) -> Result<Admitted, AdmitError> {
+    let received_ns = crate::sys::monotonic_ns();
     let policy = sup.policy();
     let Decided {
         decision,
@@ -268,6 +272,7 @@ pub fn admit(
         cancel,
         policy,
         started_at_ms,
+        received_ns,
         grant,
     })
 }

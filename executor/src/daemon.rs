@@ -91,8 +91,7 @@ pub struct Prepared {
 /// tasks in-process, without gRPC.
 pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<Prepared> {
     let origin = config.display().to_string();
-    let text =
-        std::fs::read_to_string(config).with_context(|| format!("read policy {origin}"))?;
+    let text = std::fs::read_to_string(config).with_context(|| format!("read policy {origin}"))?;
     let policy =
         Policy::parse(&text, &origin).map_err(|errs| anyhow::anyhow!("invalid policy:\n{errs}"))?;
     let policy_sha256 = crate::pin::sha256_hex(text.as_bytes())?;

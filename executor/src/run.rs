@@ -32,20 +32,49 @@ pub type EventSender = mpsc::Sender<Result<TaskEvent, Status>>;
 /// How long after SIGTERM the launcher gets before it is SIGKILLed itself.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
+/// When each stage of one task's life ended, as [`crate::sys::monotonic_ns`]
+/// times from admission on: the supervisor's stages and, in between, the
+/// launcher's ([`Report::Ready`]). `scripts/bench` reports the median of each.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline(pub Vec<(String, u64)>);
+
+impl Timeline {
+    fn mark(&mut self, stage: &str) {
+        self.0.push((stage.to_string(), crate::sys::monotonic_ns()));
+    }
+
+    /// Each stage and how long it took after the one before, in µs.
+    pub fn durations_us(&self) -> Vec<(String, f64)> {
+        self.0
+            .windows(2)
+            .map(|w| {
+                (
+                    w[1].0.clone(),
+                    w[1].1.saturating_sub(w[0].1) as f64 / 1000.0,
+                )
+            })
+            .collect()
+    }
+}
+
 /// Runs an admitted task to the end, purges it, reports and records it.
-pub async fn run(sup: Arc<Supervisor>, task: Admitted, events: EventSender) {
+/// Returns the task's timeline (logged at debug level too).
+pub async fn run(sup: Arc<Supervisor>, task: Admitted, events: EventSender) -> Timeline {
     use tracing::Instrument;
     let span =
         tracing::info_span!("task", task_id = %task.id, user = %task.request.user, uid = task.uid);
     run_in_span(sup, task, events).instrument(span).await
 }
 
-async fn run_in_span(sup: Arc<Supervisor>, task: Admitted, events: EventSender) {
+async fn run_in_span(sup: Arc<Supervisor>, task: Admitted, events: EventSender) -> Timeline {
+    let mut timeline = Timeline(vec![("received".to_string(), task.received_ns)]);
+    timeline.mark("admitted (policy, uid, scratch dir, audit)");
     let creds = crate::credentials::for_task(&sup, &task).await;
+    timeline.mark("credentials");
     // `reaped`: the waiter reaped the task's init, so the kernel has reaped
     // every process of the task (or none ever started).
     let outcome = match &creds {
-        Ok(creds) => execute(&sup, &task, &events, creds.as_ref()).await,
+        Ok(creds) => execute(&sup, &task, &events, creds.as_ref(), &mut timeline).await,
         Err(err) => Ok((crate::credentials::spawn_failed(err), true)),
     };
     let (exited, reaped) = match outcome {
@@ -70,6 +99,7 @@ async fn run_in_span(sup: Arc<Supervisor>, task: Admitted, events: EventSender) 
     // when the kernel's guarantee does not already cover it.
     let uid_clear = reaped || crate::purge::clear_uid(task.uid, &mut cleaned).await;
     cleaned.scratch_removed = crate::purge::remove_scratch_async(task.scratch.clone()).await;
+    timeline.mark("purged");
     let attribution = crate::credentials::finish(&sup, creds);
     // A uid goes back to the pool only when nothing of the task is left: no
     // process, and no file the next holder of the uid would own.
@@ -107,9 +137,13 @@ async fn run_in_span(sup: Arc<Supervisor>, task: Admitted, events: EventSender) 
             }
         }
     }
+    timeline.mark("recorded (audit, registry)");
     let _ = events
         .send(Ok(event(task_event::Event::Exited(exited))))
         .await;
+    timeline.mark("reported to the client");
+    tracing::debug!(stages_us = ?timeline.durations_us(), "task timeline");
+    timeline
 }
 
 fn event(e: task_event::Event) -> TaskEvent {
@@ -222,9 +256,12 @@ async fn execute(
     task: &Admitted,
     events: &EventSender,
     creds: Option<&TaskCredentials>,
+    timeline: &mut Timeline,
 ) -> std::io::Result<(Exited, bool)> {
     let plan = serde_json::to_vec(&plan_for(sup, task, creds)).map_err(std::io::Error::other)?;
+    timeline.mark("plan made");
     let launched = sup.spawner.launch().await?;
+    timeline.mark("spawner forked the launcher");
     let launcher = launched.pidfd;
     // The launcher kills the task when this socket closes, so the write
     // half stays open (not dropped, not shut down) until the task has ended.
@@ -233,6 +270,7 @@ async fn execute(
         .write_all(&(plan.len() as u32).to_le_bytes())
         .await?;
     plan_writer.write_all(&plan).await?;
+    timeline.mark("plan sent");
 
     let mut stdin = launched.stdin;
     let data = task.request.stdin.clone();
@@ -264,7 +302,9 @@ async fn execute(
             line = lines.next_line() => {
                 match line {
                     Ok(Some(line)) => match serde_json::from_str::<Report>(&line) {
-                        Ok(Report::Ready { layers, landlock_abi }) => {
+                        Ok(Report::Ready { layers, landlock_abi, stages }) => {
+                            timeline.0.extend(stages);
+                            timeline.mark("ready received");
                             set_state(sup, &task.id, TaskState::Running);
                             let started = Started {
                                 task_id: task.id.clone(),
@@ -291,6 +331,7 @@ async fn execute(
                         // reports the init's, which only matters if the first
                         // never came.
                         Ok(Report::Exited { code, signal }) => {
+                            timeline.mark("program exited (fork, exec, run)");
                             exit = exit.or(Some((code, signal)));
                         }
                         Ok(Report::Reaped { code, signal }) => {
@@ -325,6 +366,7 @@ async fn execute(
     // The report stream ended: the launcher, the task's init and with it
     // every process of the task are gone (or the launcher died).
     drop(plan_writer);
+    timeline.mark("launcher ended");
     // The task's processes are gone, so its pipes reach EOF; the bound only
     // guards against a bug.
     for mut reader in readers {
@@ -490,4 +532,30 @@ async fn forward_output(
             over = true;
         }
     }
+}
+
+/// Admits and runs one task in this process, the way `RunTask` does but
+/// without gRPC; output is dropped. The benchmark's in-process row.
+pub async fn run_in_process(
+    sup: &Arc<Supervisor>,
+    request: airlock_protocol::v1::RunTaskRequest,
+) -> Result<(Exited, Timeline), Status> {
+    let task = crate::admit::admit(sup, request, None)?;
+    let (tx, mut rx) = mpsc::channel(64);
+    let drain = tokio::spawn(async move {
+        let mut exited = None;
+        while let Some(Ok(TaskEvent { event: Some(event) })) = rx.recv().await {
+            if let task_event::Event::Exited(e) = event {
+                exited = Some(e);
+            }
+        }
+        exited
+    });
+    let timeline = run(sup.clone(), task, tx).await;
+    let exited = drain
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| Status::internal("the task ended without an Exited event"))?;
+    Ok((exited, timeline))
 }

@@ -191,10 +191,13 @@ fn answer(control: &OwnedFd, result: Result<OwnedFd, nix::errno::Errno>) {
 /// (fd 3) are the task's. Never returns: it execs the task, or reports and
 /// exits 127.
 fn launch_task() -> ! {
+    let mut stages = Stages::default();
+    stages.mark("forked by the spawner");
     let mut channel = fds::take_plan_socket();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let plan = read_plan(&mut channel)?;
-        run(&plan, &mut channel)
+        stages.mark("plan read");
+        run(&plan, &mut channel, stages)
     }));
     let report = match outcome {
         Ok(Ok(never)) => match never {},
@@ -215,6 +218,7 @@ fn launch_task() -> ! {
 fn run(
     plan: &LaunchPlan,
     channel: &mut UnixStream,
+    mut stages: Stages,
 ) -> Result<std::convert::Infallible, LaunchError> {
     // 1. Nothing of the supervisor's may reach the task: close every fd but
     //    stdio and the plan socket, reset signal dispositions and mask.
@@ -225,7 +229,9 @@ fn run(
     // 3. New mount, ipc, uts and pid namespaces (and the empty network
     //    namespace when the task has none). The pid namespace applies to
     //    our next child, which becomes its init.
+    stages.mark("fds, signals, session");
     namespaces::enter(plan)?;
+    stages.mark("namespaces");
     let waiter = crate::sys::pidfd_open(nix::unistd::getpid().as_raw())
         .map_err(sys("pidfd of the launcher"))?;
     match fork_child()? {
@@ -233,7 +239,7 @@ fn run(
             drop(waiter);
             wait_for_init(child, channel)
         }
-        ForkResult::Child => init(plan, waiter, channel),
+        ForkResult::Child => init(plan, waiter, channel, stages),
     }
 }
 
@@ -243,13 +249,16 @@ fn init(
     plan: &LaunchPlan,
     waiter: std::os::fd::OwnedFd,
     channel: &mut UnixStream,
+    mut stages: Stages,
 ) -> Result<std::convert::Infallible, LaunchError> {
+    stages.mark("init forked");
     // 4. Die with the waiter: if it is killed, nothing of the task survives.
     //    The waiter is single-threaded, so bubblewrap#692 does not apply.
     namespaces::die_with_parent(waiter)?;
     // 5. Private mounts: /tmp and /dev/shm tmpfs, the scratch dir noexec,
     //    a fresh /proc of this pid namespace.
     mounts::setup(plan)?;
+    stages.mark("own root (mounts)");
     // 6. rlimits while still root (lowering needs no privilege, but NPROC
     //    must be in place before the uid switch is counted).
     rlimits::apply(&plan.rlimits)?;
@@ -257,12 +266,15 @@ fn init(
     //    and build the ruleset. seccomp programs were compiled by the
     //    supervisor.
     let ruleset = landlock::prepare(plan)?;
+    stages.mark("rlimits, Landlock ruleset");
     let program = exec::Program::open(plan)?;
+    stages.mark("open (and hash) the program");
     // 8. Drop every capability (bounding set while CAP_SETPCAP is held),
     //    then groups, gid, uid; check every set is empty.
     caps::drop_all()?;
     ids::switch(plan.uid)?;
     caps::assert_none()?;
+    stages.mark("capabilities, ids");
     // 9. no_new_privs, then Landlock, which must follow every mount.
     let mut layers = vec![
         "pid-ns",
@@ -284,11 +296,13 @@ fn init(
         nix::sys::prctl::set_no_new_privs().map_err(sys("no_new_privs"))?;
     }
     exec::enter_scratch(plan)?;
+    stages.mark("no_new_privs, Landlock");
     // 10. seccomp last: from here on only the allowlisted syscalls work.
     if !plan.seccomp.is_empty() {
         seccomp::install(&plan.seccomp)?;
         layers.push("seccomp");
     }
+    stages.mark("seccomp");
     // 11. Tell the supervisor, then fork the program's process: it execs
     //     exactly the opened file, while this init (as confined as the task)
     //     reaps orphans and passes on the program's exit. The program is not
@@ -299,6 +313,7 @@ fn init(
         &Report::Ready {
             layers: layers.iter().map(|l| l.to_string()).collect(),
             landlock_abi: plan.landlock_abi,
+            stages: stages.0,
         },
     );
     match fork_child()? {
@@ -342,6 +357,16 @@ fn reap_until(
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
             Err(err) => return Err(sys("wait for the program")(err)),
         }
+    }
+}
+
+/// When each setup step ended ([`Report::Ready`]'s `stages`).
+#[derive(Default)]
+struct Stages(Vec<(String, u64)>);
+
+impl Stages {
+    fn mark(&mut self, step: &str) {
+        self.0.push((step.to_string(), crate::sys::monotonic_ns()));
     }
 }
 

@@ -95,6 +95,11 @@ pub enum Report {
         layers: Vec<String>,
         /// The Landlock ABI enforced.
         landlock_abi: i32,
+        /// When each setup step ended: the step's name and the
+        /// CLOCK_MONOTONIC time in ns ([`crate::sys::monotonic_ns`]), which
+        /// the supervisor shares, so it can tell what each stage cost.
+        #[serde(default)]
+        stages: Vec<(String, u64)>,
     },
     /// A setup step failed; the program was not executed.
     Failed {

@@ -228,7 +228,11 @@ pub fn recv_with_fds(
         if let ControlMessageOwned::ScmRights(received) = cmsg {
             // SAFETY: the kernel just installed these descriptors in this
             // process for us; nothing else owns them.
-            fds.extend(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
         }
     }
     Ok((msg.bytes, fds))
@@ -239,4 +243,16 @@ pub fn async_fd(fd: OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd
     // SAFETY: the AsyncFd owns `fd`, so it stays open and refers to the same
     // file for the AsyncFd's whole life.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|err| err.into_parts().1)
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the host,
+/// so the supervisor and the launcher can compare their timestamps.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
