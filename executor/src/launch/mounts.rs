@@ -37,7 +37,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use super::plan::LaunchPlan;
 use super::{io, sys, LaunchError};
 
-const HARDENED: MsFlags = MsFlags::MS_NOSUID
+pub(crate) const HARDENED: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
     .union(MsFlags::MS_NOEXEC);
 

@@ -22,7 +22,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path};
 
-use nix::mount::{mount, MsFlags};
+use nix::mount::mount;
 
 use super::plan::{LaunchPlan, ScratchFile};
 use super::{io, sys, LaunchError};
@@ -44,7 +44,7 @@ pub fn mount_on(target: &Path, plan: &LaunchPlan) -> Result<(), LaunchError> {
         Some("tmpfs"),
         target,
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        super::mounts::HARDENED,
         Some(options.as_str()),
     )
     .map_err(sys("mount the scratch tmpfs"))?;
