@@ -92,7 +92,10 @@ fn main() -> anyhow::Result<()> {
             let inproc = measure(n, c, |i| {
                 let timeline = runtime.block_on(run_local(&local.sup, i, program, args))?;
                 if c == 1 && args.is_empty() {
-                    timelines.lock().unwrap().push(timeline);
+                    timelines
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("poisoned"))?
+                        .push(timeline);
                 }
                 Ok(())
             });
@@ -144,7 +147,7 @@ fn main() -> anyhow::Result<()> {
         println!("\nbubblewrap not found: its rows are missing (scripts/bench installs it)");
     }
 
-    print_stages(&timelines.into_inner().unwrap());
+    print_stages(&timelines.into_inner().unwrap_or_default());
     drop(local);
 
     let idle = daemon.rss_kib()?;

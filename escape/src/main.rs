@@ -371,6 +371,7 @@ async fn run(args: Args) -> Result<u8> {
             "processes": probes::FORK_LIMIT,
             "memory": probes::MEMORY_LIMIT,
             "file_size": probes::FILE_LIMIT,
+            "scratch": probes::SCRATCH_LIMIT,
             "open_files": probes::FD_LIMIT,
             "cpu_seconds": 1,
             "timeout_ms": probes::WALL_LIMIT_MS,

@@ -184,6 +184,8 @@ pub const FORK_LIMIT: u64 = 8;
 pub const MEMORY_LIMIT: u64 = 256 << 20;
 /// Largest file for `exhaustion.disk`.
 pub const FILE_LIMIT: u64 = 1 << 20;
+/// Scratch dir size for `exhaustion.scratch-quota`: a quarter of what it writes.
+pub const SCRATCH_LIMIT: u64 = 8 << 20;
 /// Open files for `exhaustion.fds`.
 pub const FD_LIMIT: u64 = 64;
 /// Output bytes for `exhaustion.output`.
@@ -1319,8 +1321,8 @@ def probe():
         escaped("wrote a %d-byte file with a limit of %d" % (size, limit))
 "##).limits(ProbeLimits { file_size_bytes: Some(FILE_LIMIT), ..ProbeLimits::default() }),
         p("exhaustion.scratch-quota", Exhaustion,
-          "fills its scratch dir (on the host's disk) with 32 MiB in files no larger than the file-size limit (request: file_size = 1 MiB), then deletes them",
-          "all 32 MiB are written: nothing bounds a task's total disk use",
+          "fills its scratch dir with 32 MiB in files no larger than the file-size limit (request: file_size = 1 MiB, scratch = 8 MiB), then deletes them",
+          "more than the scratch limit is written: nothing bounds a task's total disk use",
           r##"
 def probe():
     limit = CTX["limits"]["file_size"]
@@ -1343,9 +1345,9 @@ def probe():
         for n in names:
             attempt("unlink", os.unlink, n)
     note("wrote %d MiB in %d files" % (total >> 20, len(names)))
-    if total >= target:
-        escaped("wrote %d MiB to its scratch dir on the host disk, in %d files of at most %d bytes" % (total >> 20, len(names), limit))
-"##).limits(ProbeLimits { file_size_bytes: Some(FILE_LIMIT), ..ProbeLimits::default() }),
+    if total > CTX["limits"]["scratch"]:
+        escaped("wrote %d MiB to its scratch dir with a scratch limit of %d MiB, in %d files of at most %d bytes" % (total >> 20, CTX["limits"]["scratch"] >> 20, len(names), limit))
+"##).limits(ProbeLimits { file_size_bytes: Some(FILE_LIMIT), scratch_bytes: Some(SCRATCH_LIMIT), ..ProbeLimits::default() }),
         p("exhaustion.fds", Exhaustion,
           "dup(2)s /dev/null up to 512 times (request: open_files = 64)",
           "more fds than the limit are open",
@@ -1421,10 +1423,10 @@ def probe():
 "##),
         p("leakage.environment", Leakage,
           "lists its environment variable names",
-          "any name beyond PATH, HOME, TMPDIR, USER, LOGNAME, LANG and the request's own (the supervisor's environment leaked)",
+          "any name beyond PATH, HOME, TMPDIR, USER, LOGNAME, LANG, RES_OPTIONS and the request's own (the supervisor's environment leaked)",
           r##"
 def probe():
-    allowed = {"PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "LANG"}
+    allowed = {"PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "LANG", "RES_OPTIONS"}
     extra = sorted(k for k in os.environ if k not in allowed)
     note("environment: %s" % sorted(os.environ))
     if extra:

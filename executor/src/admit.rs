@@ -2,7 +2,6 @@
 //! then reserve what the task needs: its id in the registry, a uid from the
 //! pool, and its scratch dir (0700, owned by that uid).
 
-use std::os::unix::fs::{chown, DirBuilderExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -36,15 +35,9 @@ pub enum AdmitError {
     /// The SAML assertion cannot be used.
     #[error(transparent)]
     Credentials(#[from] crate::credentials::CredentialError),
-    /// The scratch dir could not be made.
-    #[error("could not create the task's scratch dir {path}")]
-    Scratch {
-        /// The dir.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// No network namespace could be made for a task without network.
+    #[error("could not create a network namespace for the task; the worker may be out of memory or namespaces (see /proc/sys/user/max_net_namespaces)")]
+    Netns(#[source] std::io::Error),
 }
 
 /// An admitted task, with everything reserved for it.
@@ -70,6 +63,9 @@ pub struct Admitted {
     pub received_ns: u64,
     /// The AWS role the task gets credentials for, if any.
     pub grant: Option<crate::credentials::Grant>,
+    /// The task's own empty network namespace (network mode `none`), leased
+    /// until its processes are gone.
+    pub netns: Option<crate::netns::NetnsLease>,
 }
 
 /// What the policy says about a well-formed request: the same answer for
@@ -254,15 +250,20 @@ pub fn admit(
             },
         );
     }
+    // The task's init mounts a tmpfs of its own here; nothing is made on
+    // the host.
     let scratch = policy.policy.scratch_root.join(&id);
-    if let Err(source) = make_scratch(&scratch, uid) {
-        sup.registry().live.remove(&id);
-        sup.uids.release(uid);
-        return Err(AdmitError::Scratch {
-            path: scratch.display().to_string(),
-            source,
-        });
-    }
+    let netns = match policy.policy.network.mode {
+        airlock_policy::NetworkMode::None => match sup.netns.take() {
+            Ok(lease) => Some(lease),
+            Err(source) => {
+                sup.registry().live.remove(&id);
+                sup.uids.release(uid);
+                return Err(AdmitError::Netns(source));
+            }
+        },
+        airlock_policy::NetworkMode::Host => None,
+    };
     Ok(Admitted {
         id,
         request: req,
@@ -274,6 +275,7 @@ pub fn admit(
         started_at_ms,
         received_ns,
         grant,
+        netns,
     })
 }
 
@@ -326,16 +328,8 @@ fn requested_limits(req: &RunTaskRequest) -> RequestedLimits {
         file_size_bytes: l.file_size_bytes,
         cpu_seconds: l.cpu_seconds,
         output_bytes: l.output_bytes,
+        scratch_bytes: l.scratch_bytes,
     }
-}
-
-/// Creates `dir` 0700 owned by `uid:uid`. A leftover dir of the same name
-/// (a crash between runs) is removed first: nothing of a previous task may
-/// reach the next one.
-fn make_scratch(dir: &std::path::Path, uid: u32) -> std::io::Result<()> {
-    crate::purge::remove_scratch(dir);
-    std::fs::DirBuilder::new().mode(0o700).create(dir)?;
-    chown(dir, Some(uid), Some(uid))
 }
 
 /// A random task id: `t-` and 16 hex digits.

@@ -80,7 +80,6 @@ pub fn main(args: Args) -> anyhow::Result<()> {
 pub struct Prepared {
     /// The supervisor.
     pub sup: Arc<Supervisor>,
-    _netns: EmptyNetns,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
@@ -97,8 +96,14 @@ pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<P
     let policy_sha256 = crate::pin::sha256_hex(text.as_bytes())?;
     let layers = check_layers(&policy)?;
     let seccomp = crate::seccomp_profile::compile()?;
-    let netns = EmptyNetns::create()
-        .context("create the empty network namespace for tasks without network")?;
+    // Tasks without network each get an empty network namespace of their
+    // own from this pool; made ahead, so that the spawn path only joins one.
+    let netns_ahead = match policy.network.mode {
+        airlock_policy::NetworkMode::None => (policy.uid_pool.count as usize).min(NETNS_AHEAD),
+        airlock_policy::NetworkMode::Host => 0,
+    };
+    let netns = crate::netns::NetnsPool::new(netns_ahead, policy.uid_pool.count as usize)
+        .context("create the empty network namespaces for tasks without network")?;
     let launcher = match launcher {
         Some(p) => p.to_path_buf(),
         None => std::env::current_exe()?
@@ -171,9 +176,9 @@ pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<P
         host: HostFacts {
             landlock_abi: layers.landlock_abi,
             seccomp: layers.seccomp,
-            empty_netns: netns.path(),
         },
         tasks: std::sync::Mutex::new(Registry::default()),
+        netns: Arc::new(netns),
         shutdown: CancellationToken::new(),
         credentials,
         spawner: crate::spawner::Spawner::new(launcher.clone()),
@@ -182,11 +187,7 @@ pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<P
         .check()
         .await
         .with_context(|| format!("start the launcher {}", launcher.display()))?;
-    Ok(Prepared {
-        sup,
-        _netns: netns,
-        _lock: lock,
-    })
+    Ok(Prepared { sup, _lock: lock })
 }
 
 /// Probes Landlock and seccomp and checks them against the policy.
@@ -304,33 +305,9 @@ fn lock_scratch_root(root: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::F
 /// The lock file in the scratch root; task ids never start with '.'.
 pub const LOCK_FILE: &str = ".airlockd.lock";
 
-/// One empty network namespace shared by every task without network: made by
-/// a short-lived thread (unshare(CLONE_NEWNET) affects only the calling
-/// thread) and kept alive by an open fd that launchers open through /proc.
-struct EmptyNetns {
-    file: std::fs::File,
-}
-
-impl EmptyNetns {
-    fn create() -> anyhow::Result<Self> {
-        let file = std::thread::spawn(|| -> anyhow::Result<std::fs::File> {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
-            Ok(std::fs::File::open("/proc/thread-self/ns/net")?)
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("netns thread panicked"))??;
-        Ok(Self { file })
-    }
-
-    fn path(&self) -> PathBuf {
-        use std::os::fd::AsRawFd;
-        PathBuf::from(format!(
-            "/proc/{}/fd/{}",
-            std::process::id(),
-            self.file.as_raw_fd()
-        ))
-    }
-}
+/// Empty network namespaces made at start-up for tasks without network
+/// (more are made when they run out).
+const NETNS_AHEAD: usize = 16;
 
 /// A parsed `--listen` value.
 enum Listen {

@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod daemon;
 pub mod exec_index;
 pub mod launch;
+pub mod netns;
 pub mod pin;
 pub mod purge;
 pub mod reload;

@@ -66,7 +66,7 @@ pub async fn run(sup: Arc<Supervisor>, task: Admitted, events: EventSender) -> T
     run_in_span(sup, task, events).instrument(span).await
 }
 
-async fn run_in_span(sup: Arc<Supervisor>, task: Admitted, events: EventSender) -> Timeline {
+async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSender) -> Timeline {
     let mut timeline = Timeline(vec![("received".to_string(), task.received_ns)]);
     timeline.mark("admitted (policy, uid, scratch dir, audit)");
     let creds = crate::credentials::for_task(&sup, &task).await;
@@ -103,6 +103,12 @@ async fn run_in_span(sup: Arc<Supervisor>, task: Admitted, events: EventSender) 
     let attribution = crate::credentials::finish(&sup, creds);
     // A uid goes back to the pool only when nothing of the task is left: no
     // process, and no file the next holder of the uid would own.
+    // The network namespace is reused only when no process of the task can
+    // be left in it (and it holds no socket, which give_back checks).
+    if let Some(netns) = task.netns.take().filter(|_| uid_clear) {
+        let pool = sup.netns.clone();
+        let _ = tokio::task::spawn_blocking(move || pool.give_back(netns)).await;
+    }
     if uid_clear && cleaned.scratch_removed {
         sup.uids.release(task.uid);
         cleaned.uid_released = true;
@@ -189,6 +195,15 @@ fn plan_for(sup: &Supervisor, task: &Admitted, creds: Option<&TaskCredentials>) 
     if let Some(creds) = creds {
         env.extend(creds.env.iter().cloned());
     }
+    let udp = policy.policy.network.udp;
+    if policy.policy.network.mode == airlock_policy::NetworkMode::Host
+        && !udp
+        && !req.env.contains_key("RES_OPTIONS")
+    {
+        // seccomp refuses UDP sockets: have glibc's resolver ask over TCP
+        // (port 53 must be in connect_tcp for names to resolve).
+        env.push(("RES_OPTIONS".to_string(), "use-vc".to_string()));
+    }
     let (network, seccomp) = match policy.policy.network.mode {
         airlock_policy::NetworkMode::Host => (
             NetPlan::Host {
@@ -197,11 +212,16 @@ fn plan_for(sup: &Supervisor, task: &Admitted, creds: Option<&TaskCredentials>) 
                     creds,
                 ),
             },
-            sup.seccomp.host_net.clone(),
+            match udp {
+                true => sup.seccomp.host_net_udp.clone(),
+                false => sup.seccomp.host_net.clone(),
+            },
         ),
         airlock_policy::NetworkMode::None => (
             NetPlan::None {
-                netns: sup.host.empty_netns.clone(),
+                // Admission leased one for every task without network; an
+                // empty path fails the launch closed.
+                netns: task.netns.as_ref().map(|n| n.path()).unwrap_or_default(),
             },
             sup.seccomp.no_net.clone(),
         ),
@@ -237,6 +257,8 @@ fn plan_for(sup: &Supervisor, task: &Admitted, creds: Option<&TaskCredentials>) 
             cpu_seconds: l.cpu_seconds,
         },
         tmp_bytes: l.tmp_bytes,
+        scratch_bytes: l.scratch_bytes,
+        scratch_files: creds.map(|c| c.files.clone()).unwrap_or_default(),
         landlock_abi: sup.host.landlock_abi,
         seccomp,
     }
@@ -258,7 +280,10 @@ async fn execute(
     creds: Option<&TaskCredentials>,
     timeline: &mut Timeline,
 ) -> std::io::Result<(Exited, bool)> {
-    let plan = serde_json::to_vec(&plan_for(sup, task, creds)).map_err(std::io::Error::other)?;
+    // The plan may carry the task's token or credentials file: zeroized.
+    let plan = zeroize::Zeroizing::new(
+        serde_json::to_vec(&plan_for(sup, task, creds)).map_err(std::io::Error::other)?,
+    );
     timeline.mark("plan made");
     let launched = sup.spawner.launch().await?;
     timeline.mark("spawner forked the launcher");
@@ -486,6 +511,7 @@ pub fn wire_limits(l: &airlock_policy::Limits) -> WireLimits {
         file_size_bytes: Some(l.file_size_bytes),
         cpu_seconds: Some(l.cpu_seconds),
         output_bytes: Some(l.output_bytes),
+        scratch_bytes: Some(l.scratch_bytes),
     }
 }
 

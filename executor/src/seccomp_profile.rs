@@ -10,7 +10,11 @@
 //! - `sockets_host` / `sockets_none`: socket families, by network mode;
 //! - `inet_host`: on the host network, IP sockets only as TCP or UDP (not
 //!   MPTCP or SCTP) and no TCP Fast Open: both would connect past
-//!   Landlock's TCP rules (landlock-lsm/linux#54 and #41).
+//!   Landlock's TCP rules (landlock-lsm/linux#54 and #41);
+//! - `udp_host`: on the host network, no datagram (UDP, ICMP) or raw IP
+//!   sockets, unless the policy says `network.udp = true`: Landlock has no
+//!   UDP rules, so UDP would reach every UDP service the worker can reach,
+//!   other tenants' on loopback included.
 
 use crate::launch::plan::pack_bpf;
 
@@ -20,8 +24,10 @@ pub const PROFILE_JSON: &str = include_str!("../resources/seccomp/x86_64.json");
 /// Compiled programs, packed for launch plans.
 #[derive(Debug, Clone)]
 pub struct SeccompPrograms {
-    /// Programs for tasks on the host network.
+    /// Programs for tasks on the host network (no UDP).
     pub host_net: Vec<Vec<u64>>,
+    /// Programs for tasks on the host network whose policy allows UDP.
+    pub host_net_udp: Vec<Vec<u64>>,
     /// Programs for tasks without network.
     pub no_net: Vec<Vec<u64>>,
 }
@@ -50,9 +56,14 @@ pub fn compile() -> Result<SeccompPrograms, SeccompProfileError> {
     let clone3 = take("clone3_enosys")?;
     let host = take("sockets_host")?;
     let inet = take("inet_host")?;
+    let udp = take("udp_host")?;
     let none = take("sockets_none")?;
+    let host_net_udp = vec![task.clone(), clone3.clone(), host, inet];
+    let mut host_net = host_net_udp.clone();
+    host_net.push(udp);
     Ok(SeccompPrograms {
-        host_net: vec![task.clone(), clone3.clone(), host, inet],
+        host_net,
+        host_net_udp,
         no_net: vec![task, clone3, none],
     })
 }
@@ -69,7 +80,8 @@ mod tests {
     #[test]
     fn profile_compiles_with_every_filter() {
         let programs = super::compile().unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(programs.host_net.len(), 4);
+        assert_eq!(programs.host_net.len(), 5);
+        assert_eq!(programs.host_net_udp.len(), 4);
         assert!(programs.no_net.iter().all(|p| !p.is_empty()));
     }
 }

@@ -90,10 +90,10 @@ impl Spawner {
             // A spawner that died is replaced once; a second failure is real.
             let mut attempt = 0;
             loop {
-                if conn.is_none() {
-                    *conn = Some(self.start()?);
-                }
-                let live = conn.as_mut().expect("started above");
+                let live = match conn.take() {
+                    Some(live) => conn.insert(live),
+                    None => conn.insert(self.start()?),
+                };
                 match request(&live.socket, &fds).await {
                     Ok(pidfd) => break pidfd,
                     Err(Failure::Spawner(err)) if attempt == 0 => {

@@ -127,8 +127,6 @@ pub struct HostFacts {
     /// Whether seccomp filters are installed (false only when the host
     /// lacks them and the policy allows that).
     pub seccomp: bool,
-    /// A path that opens the empty network namespace.
-    pub empty_netns: PathBuf,
 }
 
 /// Everything the service and the task runners share.
@@ -154,6 +152,9 @@ pub struct Supervisor {
     pub tasks: Mutex<Registry>,
     /// Cancelled on shutdown: every task is cancelled with it.
     pub shutdown: CancellationToken,
+    /// Empty network namespaces for tasks without network, one per live
+    /// task.
+    pub netns: Arc<crate::netns::NetnsPool>,
     /// AWS credentials for tasks; `None` when the policy has no
     /// `[credentials]` section.
     pub credentials: Option<Arc<crate::credentials::CredentialService>>,

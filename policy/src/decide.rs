@@ -161,6 +161,7 @@ impl Policy {
             wall_time_ms,
             output_bytes: pick(a.output_bytes, p.output_bytes, "output", Unit::Bytes)?,
             tmp_bytes: p.tmp_bytes,
+            scratch_bytes: pick(a.scratch_bytes, p.scratch_bytes, "scratch", Unit::Bytes)?,
         };
         Ok(Admission {
             program: found.path.clone(),
@@ -223,7 +224,7 @@ impl Policy {
         format!(
             "allowed: program rule {} ({}) allows {whom}{pin}, on {mode} {}\n\
              limits: memory {}, processes {}, open_files {}, file_size {}, cpu_seconds {}, \
-             wall_time {}, output {}, tmp {}",
+             wall_time {}, output {}, tmp {}, scratch {}",
             a.rule + 1,
             rule.path.display(),
             self.cluster,
@@ -235,6 +236,7 @@ impl Policy {
             fmt_ms(l.wall_time_ms),
             fmt_bytes(l.output_bytes),
             fmt_bytes(l.tmp_bytes),
+            fmt_bytes(l.scratch_bytes),
         )
     }
 }

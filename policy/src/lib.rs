@@ -88,6 +88,7 @@ mod tests {
             network: Network {
                 mode: NetworkMode::Host,
                 connect_tcp: vec![443],
+                udp: false,
             },
             limits: Limits {
                 memory_bytes: 2 << 30,
@@ -98,6 +99,7 @@ mod tests {
                 wall_time_ms: 30 * 60_000,
                 output_bytes: 16 << 20,
                 tmp_bytes: 256 << 20,
+                scratch_bytes: 1 << 30,
             },
             programs: vec![ProgramRule {
                 path: "/usr/bin/python3".into(),

@@ -170,6 +170,10 @@ pub struct Network {
     pub mode: NetworkMode,
     /// TCP ports tasks may connect to (host mode only), in file order.
     pub connect_tcp: Vec<u16>,
+    /// Whether tasks on the host network may open UDP sockets (host mode
+    /// only). Landlock has no UDP rules, so this gives up keeping tasks off
+    /// every UDP service the worker can reach, other tenants' included.
+    pub udp: bool,
 }
 
 /// Which network namespace a task runs in.
@@ -201,6 +205,8 @@ pub struct Limits {
     pub output_bytes: u64,
     /// Size of the task's private `/tmp` and `/dev/shm` tmpfs, in bytes.
     pub tmp_bytes: u64,
+    /// Size of the task's scratch dir, a tmpfs of its own, in bytes.
+    pub scratch_bytes: u64,
 }
 
 const MIB: u64 = 1 << 20;
@@ -217,6 +223,7 @@ impl Default for Limits {
             wall_time_ms: 10 * 60 * 1000,
             output_bytes: 16 * MIB,
             tmp_bytes: 64 * MIB,
+            scratch_bytes: 256 * MIB,
         }
     }
 }
@@ -236,6 +243,8 @@ pub struct RequestedLimits {
     pub cpu_seconds: Option<u64>,
     /// See [`Limits::output_bytes`].
     pub output_bytes: Option<u64>,
+    /// See [`Limits::scratch_bytes`].
+    pub scratch_bytes: Option<u64>,
 }
 
 /// One `[[program]]` entry of the allowlist.

@@ -128,6 +128,7 @@ struct NetworkFile {
     mode: Spanned<String>,
     #[serde(default)]
     connect_tcp: Vec<Spanned<i64>>,
+    udp: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -141,6 +142,7 @@ struct LimitsFile {
     wall_time: Option<Spanned<Value>>,
     output: Option<Spanned<Value>>,
     tmp: Option<Spanned<Value>>,
+    scratch: Option<Spanned<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -667,7 +669,21 @@ impl Check {
             let msg = "tasks have no network with mode = \"none\": remove connect_tcp or use mode = \"host\"";
             self.push(first.span(), "network.connect_tcp", msg);
         }
-        Network { mode, connect_tcp }
+        let udp = match (&net.udp, mode) {
+            (Some(udp), NetworkMode::None) if *udp.get_ref() => {
+                let msg =
+                    "tasks have no network with mode = \"none\": remove udp or use mode = \"host\"";
+                self.push(udp.span(), "network.udp", msg);
+                false
+            }
+            (Some(udp), _) => *udp.get_ref(),
+            (None, _) => false,
+        };
+        Network {
+            mode,
+            connect_tcp,
+            udp,
+        }
     }
 
     fn limits(&mut self, l: &LimitsFile) -> Limits {
@@ -681,6 +697,7 @@ impl Check {
             wall_time_ms: self.limit(&l.wall_time, "wall_time", d.wall_time_ms, Kind::Duration),
             output_bytes: self.limit(&l.output, "output", d.output_bytes, Kind::Size),
             tmp_bytes: self.limit(&l.tmp, "tmp", d.tmp_bytes, Kind::Size),
+            scratch_bytes: self.limit(&l.scratch, "scratch", d.scratch_bytes, Kind::Size),
         }
     }
 

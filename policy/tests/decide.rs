@@ -174,6 +174,15 @@ fn decide_table() {
                 want: deny("requested memory 2GiB is above cluster shared-ds's limit of 1GiB (limits.memory); ask for at most 1GiB"),
             },
             Case {
+                name: "deny_when_scratch_above_policy",
+                user: "alice",
+                groups: &[],
+                program: "/usr/bin/python3",
+                timeout_ms: 0,
+                limits: RequestedLimits { scratch_bytes: Some(1 << 30), ..none },
+                want: deny("requested scratch 1GiB is above cluster shared-ds's limit of 256MiB (limits.scratch); ask for at most 256MiB"),
+            },
+            Case {
                 name: "deny_when_cpu_time_above_policy",
                 user: "alice",
                 groups: &[],
@@ -271,7 +280,7 @@ fn explained_admission_names_the_rule_whom_it_allows_and_the_limits() {
         policy.explain_admission(&admission),
         "allowed: program rule 3 (/usr/bin/R) allows groups [stats], on shared cluster shared-ds\n\
          limits: memory 512MiB, processes 64, open_files 256, file_size 256MiB, cpu_seconds 300, \
-         wall_time 30s, output 16MiB, tmp 64MiB"
+         wall_time 30s, output 16MiB, tmp 64MiB, scratch 256MiB"
     );
     let req = TaskRequest {
         program: "/usr/bin/true",

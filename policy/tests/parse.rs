@@ -32,6 +32,7 @@ cpu_seconds = 60
 wall_time = 90
 output = "1M"
 tmp = "1GiB"
+scratch = "2GiB"
 
 [[program]]
 path = "/usr/bin/python3"
@@ -91,6 +92,7 @@ fn full_policy_parses_into_every_field() {
         network: Network {
             mode: NetworkMode::None,
             connect_tcp: vec![],
+            udp: false,
         },
         limits: Limits {
             memory_bytes: 512 << 20,
@@ -101,6 +103,7 @@ fn full_policy_parses_into_every_field() {
             wall_time_ms: 90_000,
             output_bytes: 1 << 20,
             tmp_bytes: 1 << 30,
+            scratch_bytes: 2 << 30,
         },
         programs: vec![
             ProgramRule {
@@ -140,7 +143,8 @@ fn omitted_keys_take_secure_defaults() {
         policy.network,
         Network {
             mode: NetworkMode::Host,
-            connect_tcp: vec![443]
+            connect_tcp: vec![443],
+            udp: false,
         }
     );
     assert_eq!(
@@ -154,6 +158,7 @@ fn omitted_keys_take_secure_defaults() {
             wall_time_ms: 600_000,
             output_bytes: 16 << 20,
             tmp_bytes: 64 << 20,
+            scratch_bytes: 256 << 20,
         }
     );
 }
@@ -220,6 +225,11 @@ fn each_kind_of_error_reports_line_column_and_key() {
             "zero limit",
             edit("[limits]", "[limits]\nprocesses = 0"),
             vec!["p.toml:12:13: limits.processes: a zero processes limit would stop every task: use a positive value or leave it out for the default"],
+        ),
+        (
+            "udp without network",
+            edit("mode = \"host\"", "mode = \"none\"\nudp = true").replace("connect_tcp = [443]\n", ""),
+            vec!["p.toml:10:7: network.udp: tasks have no network with mode = \"none\": remove udp or use mode = \"host\""],
         ),
         (
             "relative path",

@@ -271,7 +271,7 @@ fn fetch_as(uid: u32, url: &str, token: &str) -> u16 {
 
 /// The endpoint URL and token of a live task, read as root.
 fn task_secret(d: &Daemon, id: &str) -> (String, String) {
-    let token = std::fs::read_to_string(d.scratch_root.join(id).join(".airlock/token")).unwrap();
+    let token = std::fs::read_to_string(d.in_task(id, ".airlock/token")).unwrap();
     (task_secret_url(d, id), token)
 }
 
@@ -783,7 +783,10 @@ async fn token_dies_with_the_task_however_it_ends() {
             200,
             "{end}: live token refused"
         );
-        let token_file = d.scratch_root.join(&id).join(".airlock/token");
+        // The token file is in the task's scratch tmpfs, reached through a
+        // process of the task; it must go with the task.
+        let token_file = d.in_task(&id, ".airlock/token");
+        assert!(token_file.exists(), "{end}: no token file in the task");
         match end {
             "cancel" => {
                 d.client()

@@ -47,6 +47,8 @@ pub fn privileged() -> bool {
 pub struct Opts {
     pub network: &'static str,
     pub connect_tcp: Vec<u16>,
+    /// `[network] udp = true` (host mode only).
+    pub udp: bool,
     pub limits: &'static str,
     pub extra_programs: &'static str,
     pub tcp_listen: bool,
@@ -65,6 +67,7 @@ impl Default for Opts {
         Self {
             network: "host",
             connect_tcp: vec![],
+            udp: false,
             limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"1MiB\"\ntmp = \"16MiB\"\n",
             extra_programs: "",
             tcp_listen: false,
@@ -117,7 +120,7 @@ impl Daemon {
             .collect::<Vec<_>>()
             .join(", ");
         let connect = if opts.network == "host" {
-            format!("connect_tcp = [{ports}]\n")
+            format!("connect_tcp = [{ports}]\nudp = {}\n", opts.udp)
         } else {
             String::new()
         };
@@ -284,6 +287,20 @@ path = "/usr/bin/python3"
     /// Runs `python3 -c code` as `user`.
     pub async fn python(&self, user: &str, code: &str) -> Outcome {
         self.run(python(user, code)).await
+    }
+
+    /// `rel` in the scratch dir of the live task `id`, as root on the host
+    /// reaches it: the scratch dir is a tmpfs inside the task's mount
+    /// namespace, seen through a task process's `/proc/PID/root`. A path
+    /// that does not exist when no process of the pool has it.
+    pub fn in_task(&self, id: &str, rel: &str) -> PathBuf {
+        let inside = self.scratch_root.join(id).join(rel);
+        let inside = inside.strip_prefix("/").unwrap().to_path_buf();
+        self.pool_processes()
+            .into_iter()
+            .map(|pid| PathBuf::from(format!("/proc/{pid}/root")).join(&inside))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("/nonexistent").join(&inside))
     }
 
     /// Task scratch dirs present (airlockd's own dot files excluded).

@@ -44,7 +44,15 @@ print(json.dumps({
     );
     assert_eq!(
         v["env"],
-        serde_json::json!(["HOME", "LANG", "LOGNAME", "PATH", "TMPDIR", "USER"])
+        serde_json::json!([
+            "HOME",
+            "LANG",
+            "LOGNAME",
+            "PATH",
+            "RES_OPTIONS",
+            "TMPDIR",
+            "USER"
+        ])
     );
     assert!(v["cwd"]
         .as_str()
@@ -90,8 +98,13 @@ async fn alice_cannot_read_bobs_scratch_environ_or_memory() {
     );
     bob.env = env(&[("BOB_TOKEN", "bob-env-secret-0815")]);
     let (bob_id, bob_task) = start_background(&d, bob).await;
-    let bob_file = d.scratch_root.join(&bob_id).join("secret.txt");
-    assert!(eventually(Duration::from_secs(10), || bob_file.exists()).await);
+    assert!(
+        eventually(Duration::from_secs(10), || d
+            .in_task(&bob_id, "secret.txt")
+            .exists())
+        .await
+    );
+    let bob_file = d.in_task(&bob_id, "secret.txt");
     // Positive control: the secret is there for whoever could read it.
     assert_eq!(
         std::fs::read_to_string(&bob_file).unwrap(),
@@ -122,8 +135,8 @@ print(json.dumps({{
   "kill": attempt(lambda: os.kill({pid}, 0)),
 }}))
 "#,
-        file = bob_file.display(),
-        dir = bob_file.parent().unwrap().display(),
+        file = d.scratch_root.join(&bob_id).join("secret.txt").display(),
+        dir = d.scratch_root.join(&bob_id).display(),
         pid = bob_pid
     );
     let v = d.python("alice", &code).await.json();

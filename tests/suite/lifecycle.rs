@@ -71,11 +71,14 @@ async fn cancel_kills_the_whole_tree() {
     }
     let d = Daemon::start(Opts::default());
     let (id, task) = start_background(&d, python("alice", DOUBLE_FORK)).await;
-    let marker = d.scratch_root.join(&id).join("daemon.pid");
     assert!(
-        eventually(Duration::from_secs(10), || marker.exists()).await,
+        eventually(Duration::from_secs(10), || d
+            .in_task(&id, "daemon.pid")
+            .exists())
+        .await,
         "daemon never started"
     );
+    let marker = d.in_task(&id, "daemon.pid");
     assert!(
         d.pool_processes().len() >= 3,
         "init, task and its daemon run"
@@ -151,8 +154,12 @@ async fn restart_after_crash_cleans_leftovers() {
     }
     let mut d = Daemon::start(Opts::default());
     let (id, _task) = start_background(&d, python("alice", DOUBLE_FORK)).await;
-    let marker = d.scratch_root.join(&id).join("daemon.pid");
-    assert!(eventually(Duration::from_secs(10), || marker.exists()).await);
+    assert!(
+        eventually(Duration::from_secs(10), || d
+            .in_task(&id, "daemon.pid")
+            .exists())
+        .await
+    );
     d.crash();
     // No task outlives its supervisor: the launcher kills it when airlockd's
     // end of the plan socket closes.
@@ -162,19 +169,20 @@ async fn restart_after_crash_cleans_leftovers() {
         d.pool_processes()
     );
     assert!(
-        d.scratch_root.join(&id).exists(),
-        "the crash left the scratch dir"
+        !d.scratch_root.join(&id).exists(),
+        "the scratch dir is a tmpfs of the task's: nothing of it is on the host"
     );
+    // A scratch dir an older airlockd (host directories) left behind.
+    let old = d.scratch_root.join("t-left-by-an-old-version");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::write(old.join("data"), "x").unwrap();
     d.restart();
     assert!(
         d.pool_processes().is_empty(),
         "start-up left processes of pool uids: {:?}",
         d.pool_processes()
     );
-    assert!(
-        !d.scratch_root.join(&id).exists(),
-        "start-up left the scratch dir"
-    );
+    assert!(!old.exists(), "start-up left the old scratch dir");
     let start = d
         .audit()
         .into_iter()

@@ -114,3 +114,64 @@ async fn limit_above_policy_is_denied() {
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
     assert!(status.message().contains("memory"), "{}", status.message());
 }
+
+#[tokio::test]
+async fn scratch_dir_is_a_bounded_tmpfs_and_nothing_reaches_the_host_disk() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    // 1 MiB files, so that only the scratch limit can stop the sum.
+    let mut req = python(
+        "alice",
+        r#"
+import json, os
+total, err = 0, None
+try:
+    for i in range(64):
+        with open("fill-%d" % i, "wb") as f:
+            for _ in range(16):
+                f.write(b"z" * 65536)
+                total += 65536
+except OSError as e:
+    err = e.strerror
+st = os.statvfs(".")
+mounts = [l.split() for l in open("/proc/self/mountinfo")]
+fstype = [m[m.index("-") + 1] for m in mounts if m[4] == os.getcwd()]
+print(json.dumps({"total": total, "error": err, "size": st.f_blocks * st.f_frsize,
+                  "fstype": fstype, "mode": oct(os.stat(".").st_mode & 0o777),
+                  "owner": os.stat(".").st_uid == os.getuid()}))
+"#,
+    );
+    req.limits = Some(airlock_protocol::v1::Limits {
+        file_size_bytes: Some(1 << 20),
+        scratch_bytes: Some(8 << 20),
+        ..Default::default()
+    });
+    let out = d.run(req).await;
+    let v = out.json();
+    let total = v["total"].as_u64().unwrap();
+    assert!(
+        total <= 8 << 20,
+        "wrote {total} bytes into a scratch dir limited to 8 MiB: {v}"
+    );
+    assert_eq!(v["error"], "No space left on device", "{v}");
+    assert_eq!(v["size"], 8 << 20, "{v}");
+    assert_eq!(v["fstype"], serde_json::json!(["tmpfs"]), "{v}");
+    assert_eq!(v["mode"], "0o700", "{v}");
+    assert_eq!(v["owner"], true, "{v}");
+    assert_eq!(
+        out.started.as_ref().unwrap().limits.unwrap().scratch_bytes,
+        Some(8 << 20)
+    );
+    assert!(d.scratch_dirs().is_empty(), "a scratch dir on the host");
+
+    // A request above the policy's limit is denied, naming the limit.
+    let mut req = python("alice", "print(1)");
+    req.limits = Some(airlock_protocol::v1::Limits {
+        scratch_bytes: Some(1 << 40),
+        ..Default::default()
+    });
+    let status = d.run(req).await.status.expect("denied");
+    assert!(status.message().contains("limits.scratch"), "{status:?}");
+}

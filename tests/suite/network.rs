@@ -2,6 +2,7 @@
 //! none; socket families are restricted.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use crate::harness::*;
 
@@ -157,5 +158,167 @@ async fn task_without_network_reaches_nothing() {
         ifaces,
         serde_json::json!(["lo"]),
         "only the empty namespace's loopback"
+    );
+}
+
+const UDP_ATTACKS: &str = r#"
+import json, os, socket, sys
+port, nonce = int(sys.argv[1]), sys.argv[2].encode()
+def send(family, kind, addr, proto=0):
+    try:
+        s = socket.socket(family, kind, proto)
+        s.sendto(nonce, addr)
+        return "sent"
+    except Exception as e:
+        return type(e).__name__
+def pair():
+    try:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        a.send(b"x")
+        return b.recv(1).decode()
+    except Exception as e:
+        return type(e).__name__
+print(json.dumps({
+  "udp": send(socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", port)),
+  "udp_nonblock": send(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, ("127.0.0.1", port)),
+  "udp_explicit": send(socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", port), socket.IPPROTO_UDP),
+  "udp6": send(socket.AF_INET6, socket.SOCK_DGRAM, ("::ffff:127.0.0.1", port)),
+  "ping": send(socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", 0), socket.IPPROTO_ICMP),
+  "unix_dgram_pair": pair(),
+  "res_options": os.environ.get("RES_OPTIONS"),
+}))
+"#;
+
+/// Sends the UDP attacks at a listener of the test's; returns the task's
+/// results and whether the listener got the nonce.
+async fn udp_attack(d: &Daemon) -> (serde_json::Value, bool) {
+    let listener = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let nonce = format!("udp-nonce-{}", std::process::id());
+    let mut req = python("alice", UDP_ATTACKS);
+    req.args.extend([
+        listener.local_addr().unwrap().port().to_string(),
+        nonce.clone(),
+    ]);
+    let v = d.run(req).await.json();
+    let mut buf = [0u8; 256];
+    let mut got = false;
+    while let Ok((n, _)) = listener.recv_from(&mut buf) {
+        got |= buf[..n] == *nonce.as_bytes();
+    }
+    (v, got)
+}
+
+#[tokio::test]
+async fn udp_is_refused_on_the_host_network_unless_the_policy_allows_it() {
+    if !privileged() {
+        return;
+    }
+    // Landlock has no UDP rules: seccomp refuses datagram sockets, so a task
+    // cannot reach another tenant's UDP service on loopback.
+    let d = Daemon::start(Opts::default());
+    let (v, got) = udp_attack(&d).await;
+    for attack in ["udp", "udp_nonblock", "udp_explicit", "udp6", "ping"] {
+        assert_eq!(v[attack], "PermissionError", "{attack}: {v}");
+    }
+    assert!(!got, "the UDP listener received the task's datagram: {v}");
+    // Unix datagrams are not IP: still there.
+    assert_eq!(v["unix_dgram_pair"], "x", "{v}");
+    // glibc resolves over TCP instead.
+    assert_eq!(v["res_options"], "use-vc", "{v}");
+    drop(d);
+
+    // Positive control: with `udp = true` the same datagram arrives.
+    let d = Daemon::start(Opts {
+        udp: true,
+        ..Opts::default()
+    });
+    let (v, got) = udp_attack(&d).await;
+    assert_eq!(v["udp"], "sent", "{v}");
+    assert!(got, "udp = true, yet the datagram never arrived: {v}");
+    assert_eq!(v["res_options"], serde_json::Value::Null, "{v}");
+}
+
+const NETNS_HOLDER: &str = r#"
+import os, socket, time
+s = socket.socket(socket.AF_UNIX)
+s.bind("\0airlock-netns-secret-4711")
+s.listen()
+open("netns.txt", "w").write(os.readlink("/proc/self/ns/net"))
+time.sleep(60)
+"#;
+
+const NETNS_LOOKER: &str = r#"
+import json, os
+print(json.dumps({
+  "ns": os.readlink("/proc/self/ns/net"),
+  "unix": open("/proc/self/net/unix").read(),
+}))
+"#;
+
+#[tokio::test]
+async fn tasks_without_network_each_get_a_namespace_of_their_own() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts {
+        network: "none",
+        ..Opts::default()
+    });
+    let (bob_id, bob) = start_background(&d, python("bob", NETNS_HOLDER)).await;
+    assert!(
+        eventually(Duration::from_secs(10), || d
+            .in_task(&bob_id, "netns.txt")
+            .exists())
+        .await,
+        "bob's task never bound its socket"
+    );
+    let bob_ns = std::fs::read_to_string(d.in_task(&bob_id, "netns.txt")).unwrap();
+    // Positive control: the socket is listed in bob's own namespace.
+    let bob_pid = *d.pool_processes().iter().max().unwrap();
+    let bob_table = std::fs::read_to_string(format!("/proc/{bob_pid}/net/unix")).unwrap();
+    assert!(
+        bob_table.contains("@airlock-netns-secret-4711"),
+        "{bob_table}"
+    );
+
+    // While bob runs, alice's namespace is another one and lists nothing of
+    // bob's.
+    let alice = d.python("alice", NETNS_LOOKER).await.json();
+    assert_ne!(
+        alice["ns"],
+        bob_ns.as_str(),
+        "alice shares bob's network namespace"
+    );
+    assert!(
+        !alice["unix"]
+            .as_str()
+            .unwrap()
+            .contains("airlock-netns-secret"),
+        "alice sees bob's abstract socket: {alice}"
+    );
+
+    // Once bob's task is gone its namespace is reused (the pool), and
+    // nothing of bob's survives in it.
+    d.client()
+        .await
+        .cancel_task(airlock_protocol::v1::CancelTaskRequest {
+            task_id: bob_id.clone(),
+        })
+        .await
+        .unwrap();
+    bob.await.unwrap();
+    let carol = d.python("carol", NETNS_LOOKER).await.json();
+    assert_eq!(
+        carol["ns"],
+        bob_ns.as_str(),
+        "the pool did not reuse bob's namespace"
+    );
+    assert!(
+        !carol["unix"]
+            .as_str()
+            .unwrap()
+            .contains("airlock-netns-secret"),
+        "bob's socket survived into the next task: {carol}"
     );
 }

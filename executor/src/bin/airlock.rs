@@ -188,6 +188,9 @@ struct RunArgs {
     /// Most output (stdout and stderr together) the task may produce.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     output: Option<u64>,
+    /// Size of the task's scratch dir (its cwd and HOME).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    scratch: Option<u64>,
     /// IAM role ARN the task gets AWS credentials for. Default: the user's
     /// default role in the policy, if any.
     #[arg(long, value_name = "ARN")]
@@ -736,6 +739,7 @@ fn build_request(args: &RunArgs, stdin: Vec<u8>) -> anyhow::Result<RunTaskReques
         file_size_bytes: args.file_size,
         cpu_seconds: args.cpu_seconds,
         output_bytes: args.output,
+        scratch_bytes: args.scratch,
     };
     let any_limit = limits != Limits::default();
     let saml_assertion = match &args.saml_assertion_file {

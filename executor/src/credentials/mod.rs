@@ -20,9 +20,12 @@
 //! Keys, session tokens, task tokens and SAML assertions are held in
 //! [`Secret`], which zeroizes its memory when dropped and has neither
 //! `Debug` nor `Display`, so it can reach no log by accident. They never go
-//! to argv, to airlockd's own environment or to the audit log; on disk they
-//! exist only inside the task's scratch dir (token file, or credentials file
-//! for tasks without network), which purge removes. Copies inside the AWS
+//! to argv, to airlockd's own environment or to the audit log, and never to
+//! the host's disk: the token file (or the credentials file of a task
+//! without network) travels in the launch plan ([`ScratchFile`], whose
+//! `Debug` shows no contents) over the plan socket, and the task's init
+//! writes it into the task's scratch tmpfs, which dies with the task's mount
+//! namespace. Copies inside the AWS
 //! SDK's response buffers are outside our control and are freed, not
 //! zeroized.
 //!
@@ -38,8 +41,6 @@ pub mod endpoint;
 pub mod saml;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::{chown, DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -49,6 +50,7 @@ use zeroize::Zeroizing;
 
 use crate::admit::Admitted;
 use crate::audit::AuditLog;
+use crate::launch::plan::{PlanSecret, ScratchFile};
 use crate::supervisor::Supervisor;
 use broker::{Attribution, Broker, Entry, LeaseKey, Source};
 
@@ -124,8 +126,8 @@ pub enum CredentialError {
         /// STS's message, clipped.
         detail: String,
     },
-    /// Writing the token or credentials file failed.
-    #[error("could not write the task's {what} in its scratch dir")]
+    /// Making the task's token failed (reading /dev/urandom).
+    #[error("could not create the task's {what}")]
     Files {
         /// Which file.
         what: &'static str,
@@ -158,6 +160,9 @@ pub struct TaskCredentials {
     /// The endpoint's port, for the task's Landlock connect rules; `None`
     /// for tasks without network (they get a credentials file).
     pub endpoint_port: Option<u16>,
+    /// The token file or credentials file, for the launch plan: the init
+    /// writes it into the task's scratch tmpfs.
+    pub files: Vec<ScratchFile>,
     entry: Arc<Entry>,
 }
 
@@ -245,17 +250,18 @@ impl CredentialService {
         }
         let delivered = if network {
             self.deliver_token(task_id, uid, scratch, &entry, &mut env)
-                .map(|()| Some(self.port))
+                .map(|file| (Some(self.port), file))
         } else {
-            self.deliver_file(audit, uid, scratch, &entry, &mut env)
+            self.deliver_file(audit, scratch, &entry, &mut env)
                 .await
-                .map(|()| None)
+                .map(|file| (None, file))
         };
         match delivered {
-            Ok(endpoint_port) => Ok(TaskCredentials {
+            Ok((endpoint_port, file)) => Ok(TaskCredentials {
                 attribution,
                 env,
                 endpoint_port,
+                files: vec![file],
                 entry,
             }),
             Err(err) => {
@@ -273,19 +279,17 @@ impl CredentialService {
         scratch: &Path,
         entry: &Arc<Entry>,
         env: &mut Vec<(String, String)>,
-    ) -> Result<(), CredentialError> {
+    ) -> Result<ScratchFile, CredentialError> {
         let token = random_token().map_err(|source| CredentialError::Files {
             what: "token",
             source,
         })?;
         let path = scratch.join(TOKEN_FILE);
         // No trailing newline: SDKs reject a token file that ends in one.
-        write_private(&path, uid, token.expose().as_bytes()).map_err(|source| {
-            CredentialError::Files {
-                what: "token file",
-                source,
-            }
-        })?;
+        let file = ScratchFile {
+            path: TOKEN_FILE.into(),
+            contents: PlanSecret(Zeroizing::new(token.expose().to_owned())),
+        };
         self.tokens_lock().insert(
             task_id.to_owned(),
             TokenSlot {
@@ -302,7 +306,7 @@ impl CredentialService {
             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".to_owned(),
             path.display().to_string(),
         ));
-        Ok(())
+        Ok(file)
     }
 
     /// Tasks without network cannot reach the endpoint: they get the
@@ -311,22 +315,19 @@ impl CredentialService {
     async fn deliver_file(
         &self,
         audit: &AuditLog,
-        uid: u32,
         scratch: &Path,
         entry: &Arc<Entry>,
         env: &mut Vec<(String, String)>,
-    ) -> Result<(), CredentialError> {
+    ) -> Result<ScratchFile, CredentialError> {
         let body = self.broker.credentials_file(audit, entry).await?;
-        let path = scratch.join(CREDENTIALS_FILE);
-        write_private(&path, uid, body.as_bytes()).map_err(|source| CredentialError::Files {
-            what: "credentials file",
-            source,
-        })?;
         env.push((
             "AWS_SHARED_CREDENTIALS_FILE".to_owned(),
-            path.display().to_string(),
+            scratch.join(CREDENTIALS_FILE).display().to_string(),
         ));
-        Ok(())
+        Ok(ScratchFile {
+            path: CREDENTIALS_FILE.into(),
+            contents: PlanSecret(body),
+        })
     }
 
     /// The first step of a task's purge: its token stops working at once
@@ -472,25 +473,6 @@ fn random_token() -> std::io::Result<Secret> {
         hex.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
     }
     Ok(Secret::new(hex))
-}
-
-/// Writes `data` to `path` (a new file, 0400) in a new directory (0500),
-/// both owned by `uid:uid`: only the task (and root) can read it.
-fn write_private(path: &Path, uid: u32, data: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("no parent dir"))?;
-    std::fs::DirBuilder::new().mode(0o700).create(dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o400)
-        .open(path)?;
-    file.write_all(data)?;
-    file.sync_all()?;
-    chown(path, Some(uid), Some(uid))?;
-    chown(dir, Some(uid), Some(uid))?;
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o500))
 }
 
 /// Equal length and bytes, in time independent of where they differ.

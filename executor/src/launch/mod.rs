@@ -34,6 +34,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod plan;
 pub mod rlimits;
+pub mod scratch;
 pub mod seccomp;
 
 use std::io::{Read, Write};
@@ -255,8 +256,9 @@ fn init(
     // 4. Die with the waiter: if it is killed, nothing of the task survives.
     //    The waiter is single-threaded, so bubblewrap#692 does not apply.
     namespaces::die_with_parent(waiter)?;
-    // 5. Private mounts: /tmp and /dev/shm tmpfs, the scratch dir noexec,
-    //    a fresh /proc of this pid namespace.
+    // 5. Private mounts: /tmp and /dev/shm tmpfs, the scratch dir (a
+    //    bounded tmpfs holding the credentials), a fresh /proc of this pid
+    //    namespace.
     mounts::setup(plan)?;
     stages.mark("own root (mounts)");
     // 6. rlimits while still root (lowering needs no privilege, but NPROC

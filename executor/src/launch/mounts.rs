@@ -6,9 +6,10 @@
 //!   read-only, `nosuid,nodev`, at their host paths (the symlinks on the way
 //!   to them are copied, so `/lib64/ld-linux-x86-64.so.2` resolves as on the
 //!   host, and so do the host's top-level links such as `/lib -> usr/lib`);
-//! - the scratch dir at its host path, read-write, `nosuid,nodev,noexec`: a
-//!   task cannot execute, or load through the dynamic loader
-//!   (`mmap(PROT_EXEC)` fails on noexec), anything it wrote;
+//! - the scratch dir at its usual path: a tmpfs of its own, sized by the
+//!   plan, read-write, `nosuid,nodev,noexec` (`scratch.rs`): a task cannot
+//!   execute, or load through the dynamic loader (`mmap(PROT_EXEC)` fails
+//!   on noexec), anything it wrote, nor fill the host's disk;
 //! - `/tmp` and `/dev/shm`: fresh tmpfs, bounded by the plan's `tmp_bytes`,
 //!   `nosuid,nodev,noexec`;
 //! - `/dev/null`, `zero`, `full`, `random`, `urandom`, and `/dev/fd`,
@@ -36,7 +37,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use super::plan::LaunchPlan;
 use super::{io, sys, LaunchError};
 
-const HARDENED: MsFlags = MsFlags::MS_NOSUID
+pub(crate) const HARDENED: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
     .union(MsFlags::MS_NOEXEC);
 
@@ -83,7 +84,8 @@ pub fn setup(plan: &LaunchPlan) -> Result<(), LaunchError> {
     for path in &plan.executables {
         tree.bind(path, Access::ReadOnly)?;
     }
-    tree.bind(&plan.scratch, Access::Scratch)?;
+    let scratch = tree.plain_dirs(&plan.scratch)?;
+    super::scratch::mount_on(&scratch, plan)?;
     for (dev, writable) in DEVICES {
         tree.bind(Path::new(dev), Access::Device { writable })?;
     }
@@ -139,7 +141,6 @@ pub fn setup(plan: &LaunchPlan) -> Result<(), LaunchError> {
 #[derive(Clone, Copy)]
 enum Access {
     ReadOnly,
-    Scratch,
     Device { writable: bool },
 }
 
@@ -147,7 +148,6 @@ impl Access {
     fn flags(self) -> MsFlags {
         match self {
             Access::ReadOnly => MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Access::Scratch => HARDENED,
             Access::Device { writable: true } => MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
             Access::Device { writable: false } => {
                 MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC
@@ -176,6 +176,50 @@ impl NewRoot<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Creates `path` in the new root as plain directories, for a mount that
+    /// does not come from the host (the scratch tmpfs), and returns it. It
+    /// must not lie in a bound host path (the directory would be made on the
+    /// host, or fail on a read-only mount) nor cross a copied symlink.
+    fn plain_dirs(&self, path: &Path) -> Result<PathBuf, LaunchError> {
+        let step = format!("make the mount point {}", path.display());
+        let mut inside = self.root.to_path_buf();
+        let mut host = PathBuf::from("/");
+        for name in path.components() {
+            let Component::Normal(name) = name else {
+                continue;
+            };
+            host.push(name);
+            inside.push(name);
+            if let Some(b) = self.bound.iter().find(|b| host.starts_with(b)) {
+                return Err(LaunchError::Check {
+                    step,
+                    detail: format!(
+                        "{} lies inside the read-only path {}: move sandbox.scratch_root out of \
+                         every read_only path",
+                        path.display(),
+                        b.display()
+                    ),
+                });
+            }
+            match std::fs::symlink_metadata(&inside) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(LaunchError::Check {
+                        step,
+                        detail: format!(
+                            "{} crosses the symlink {}: set sandbox.scratch_root to a path of \
+                             plain directories",
+                            path.display(),
+                            host.display()
+                        ),
+                    })
+                }
+                Err(_) => std::fs::create_dir(&inside).map_err(io(step.clone()))?,
+            }
+        }
+        Ok(inside)
     }
 
     /// Makes `host` (a path as the host sees it) visible at the same path in

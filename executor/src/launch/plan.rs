@@ -23,9 +23,17 @@ pub struct LaunchPlan {
     pub task_id: String,
     /// The per-task uid from the policy's pool; the gid is the same number.
     pub uid: u32,
-    /// The task's scratch dir: cwd, `HOME`, and the only persistent writable
-    /// place. Created by the supervisor, 0700 and owned by `uid`.
+    /// The task's scratch dir: cwd, `HOME`, and the only writable place that
+    /// lasts the task's whole life. The init mounts a tmpfs of its own there
+    /// (0700, owned by `uid`, `scratch_bytes` large); nothing of it is on the
+    /// host's disk.
     pub scratch: PathBuf,
+    /// Size of the scratch tmpfs.
+    pub scratch_bytes: u64,
+    /// Files the init writes into the scratch tmpfs before the uid switch:
+    /// the credential token or credentials file (0400, owned by `uid`, in a
+    /// 0500 dir).
+    pub scratch_files: Vec<ScratchFile>,
     /// The program to exec; must also be in `executables`.
     pub program: PathBuf,
     /// The program's pinned SHA-256 (64 lower-case hex digits): the launcher
@@ -53,6 +61,38 @@ pub struct LaunchPlan {
     /// Compiled seccomp programs, installed in order, each instruction packed
     /// by [`pack_bpf`]. The strictest verdict of all of them wins.
     pub seccomp: Vec<Vec<u64>>,
+}
+
+/// A file the init writes into the task's scratch tmpfs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScratchFile {
+    /// Relative to the scratch dir; plain components only (checked).
+    pub path: PathBuf,
+    /// The contents, a secret.
+    pub contents: PlanSecret,
+}
+
+/// A secret in the plan: zeroized when dropped, never shown by `Debug`, so
+/// a logged plan cannot leak it. It travels only over the plan socket.
+#[derive(Clone)]
+pub struct PlanSecret(pub zeroize::Zeroizing<String>);
+
+impl Serialize for PlanSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PlanSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| PlanSecret(zeroize::Zeroizing::new(s)))
+    }
+}
+
+impl std::fmt::Debug for PlanSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PlanSecret({} bytes, redacted)", self.0.len())
+    }
 }
 
 /// Whether the task shares the worker's network.
@@ -139,6 +179,21 @@ pub fn unpack_bpf(v: u64) -> (u16, u8, u8, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_secrets_never_reach_debug_output() {
+        let file = ScratchFile {
+            path: ".airlock/token".into(),
+            contents: PlanSecret(zeroize::Zeroizing::new("s3cr3t-token".into())),
+        };
+        let shown = format!("{file:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        let json = serde_json::to_string(&file).unwrap_or_default();
+        assert!(
+            json.contains("s3cr3t-token"),
+            "the plan socket carries it: {json}"
+        );
+    }
 
     #[test]
     fn bpf_instruction_survives_packing() {

@@ -195,7 +195,10 @@ fn compile_filter(f: &FilterJson) -> Result<Vec<Insn>, CompileError> {
 }
 
 fn push_segment(segments: &mut Vec<(u32, Verdict)>, start: u32, verdict: Verdict) {
-    let last = segments.last_mut().expect("never empty");
+    let Some(last) = segments.last_mut() else {
+        segments.push((start, verdict));
+        return;
+    };
     if last.0 == start {
         last.1 = verdict;
     } else if last.1 != verdict || matches!(verdict, Verdict::Rules(_)) {
@@ -418,4 +421,5 @@ impl Asm {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

@@ -38,7 +38,7 @@ impl From<AdmitError> for Status {
             AdmitError::RoleArn(_) | AdmitError::Credentials(_) => Status::invalid_argument(text),
             AdmitError::Duplicate(_) => Status::already_exists(text),
             AdmitError::PoolExhausted(_) => Status::resource_exhausted(text),
-            AdmitError::Scratch { .. } => {
+            AdmitError::Netns(_) => {
                 tracing::error!(err = ?err, "admission failed");
                 Status::internal(text)
             }

@@ -1,0 +1,96 @@
+//! Step 5 (part): the task's scratch dir, a tmpfs of its own.
+//!
+//! Why a tmpfs and not a host directory: a directory on the host's disk is
+//! bounded only per file (`RLIMIT_FSIZE`), so one task could fill the
+//! worker's disk and starve its neighbours. A tmpfs has a size and an inode
+//! bound of its own (`size=`, `nr_inodes=`): past them writes fail with
+//! `ENOSPC`, and only this task sees that. It is mounted `nosuid,nodev,noexec`
+//! (nothing written there can be executed or mapped executable), 0700 and
+//! owned by the task's uid, at the same path the task has always had, and it
+//! vanishes with the task's mount namespace: nothing of it reaches the host's
+//! disk, so purge has nothing to remove and nothing to trip over.
+//!
+//! The cost: tmpfs pages live in memory (and swap), not on disk, and are not
+//! charged to the task's `RLIMIT_AS`; the policy's `limits.scratch` bounds
+//! them per task. See tmpfs(5).
+//!
+//! The credential token (or credentials file) comes in the plan and is
+//! written here by the init, still root, before the uid switch: 0400, owned
+//! by the task's uid, in a 0500 dir. It never touches the host's disk.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path};
+
+use nix::mount::mount;
+
+use super::plan::{LaunchPlan, ScratchFile};
+use super::{io, sys, LaunchError};
+
+/// Inodes per scratch tmpfs: files and dirs a task may create there (a
+/// Python virtualenv is a few thousand). Each costs kernel memory that
+/// `size=` does not count, so it is bounded too.
+pub const SCRATCH_INODES: u64 = 65_536;
+
+/// Mounts the scratch tmpfs on `target` (the scratch path inside the new
+/// root, an empty directory) and writes the plan's files into it.
+pub fn mount_on(target: &Path, plan: &LaunchPlan) -> Result<(), LaunchError> {
+    let options = format!(
+        "size={},nr_inodes={SCRATCH_INODES},mode=0700,uid={uid},gid={uid}",
+        plan.scratch_bytes.max(4096),
+        uid = plan.uid
+    );
+    mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        super::mounts::HARDENED,
+        Some(options.as_str()),
+    )
+    .map_err(sys("mount the scratch tmpfs"))?;
+    for file in &plan.scratch_files {
+        write_private(target, file, plan.uid)?;
+    }
+    Ok(())
+}
+
+/// Writes one file 0400 into a new 0500 dir, both owned by `uid`: only the
+/// task (and root) can read it, and the task cannot replace it.
+fn write_private(scratch: &Path, file: &ScratchFile, uid: u32) -> Result<(), LaunchError> {
+    // Not the file's path in the step: it names no secret, but the rule is
+    // simple to keep when nothing but the fixed step names is reported.
+    let step = "write the credentials into the scratch dir";
+    let plain = file
+        .path
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    let (Some(dir), true) = (file.path.parent(), plain) else {
+        return Err(LaunchError::Check {
+            step: step.into(),
+            detail: "the plan names a scratch file outside the scratch dir".into(),
+        });
+    };
+    let dir = scratch.join(dir);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io(step))?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(scratch.join(&file.path))
+        .map_err(io(step))?;
+    out.write_all(file.contents.0.as_bytes())
+        .map_err(io(step))?;
+    let owner = Some(nix::unistd::Uid::from_raw(uid));
+    let group = Some(nix::unistd::Gid::from_raw(uid));
+    nix::unistd::fchown(&out, owner, group).map_err(sys(step))?;
+    drop(out);
+    nix::unistd::chown(&dir, owner, group).map_err(sys(step))?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o500))
+        .map_err(io(step))?;
+    Ok(())
+}
