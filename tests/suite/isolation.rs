@@ -220,6 +220,12 @@ print(json.dumps({{
   "write_tmp": attempt(lambda: open("/tmp/{marker}", "w").write("x")),
   "write_shm": attempt(lambda: open("/dev/shm/{marker}", "w").write("x")),
   "read_python_lib": attempt(lambda: open("/usr/lib/python3.11/os.py").read(10)),
+  "write_dev_null": attempt(lambda: open("/dev/null", "w").write("x")),
+  "read_dev_zero": attempt(lambda: open("/dev/zero", "rb").read(4)),
+  "read_urandom": attempt(lambda: len(os.urandom(4)) and open("/dev/urandom", "rb").read(4)),
+  "write_urandom": attempt(lambda: open("/dev/urandom", "wb").write(b"x")),
+  "write_dev_full": attempt(lambda: open("/dev/full", "w").write("x") and os.fsync(1)),
+  "create_in_dev": attempt(lambda: open("/dev/planted", "w").write("x")),
 }}))
 "#,
         readable = readable.display(),
@@ -244,6 +250,14 @@ print(json.dumps({{
     assert_eq!(v["write_tmp"], "ok");
     assert_eq!(v["write_shm"], "ok");
     assert_eq!(v["read_python_lib"], "ok");
+    // /dev: the nodes work as on the host; random sources are read-only,
+    // and nothing can be added.
+    assert_eq!(v["write_dev_null"], "ok");
+    assert_eq!(v["read_dev_zero"], "ok");
+    assert_eq!(v["read_urandom"], "ok");
+    assert_eq!(v["write_urandom"], "PermissionError");
+    assert_eq!(v["write_dev_full"], "OSError", "ENOSPC, as on the host");
+    assert_ne!(v["create_in_dev"], "ok");
     assert!(!open_dir.join("planted").exists());
     assert!(!std::path::Path::new("/etc/airlock-planted").exists());
     assert!(

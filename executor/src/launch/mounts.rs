@@ -3,7 +3,8 @@
 //! The task does not see the host's root. It gets a new root: an empty
 //! tmpfs (read-only once built) holding only
 //! - the policy's read-only paths and the executables, bind-mounted
-//!   read-only, `nosuid,nodev`, at their host paths (the symlinks on the way
+//!   read-only, `nosuid,nodev` (their submounts too), at their host paths
+//!   (the symlinks on the way
 //!   to them are copied, so `/lib64/ld-linux-x86-64.so.2` resolves as on the
 //!   host, and so do the host's top-level links such as `/lib -> usr/lib`);
 //! - the scratch dir at its usual path: a tmpfs of its own, sized by the
@@ -12,7 +13,8 @@
 //!   on noexec), anything it wrote, nor fill the host's disk;
 //! - `/tmp` and `/dev/shm`: fresh tmpfs, bounded by the plan's `tmp_bytes`,
 //!   `nosuid,nodev,noexec`;
-//! - `/dev/null`, `zero`, `full`, `random`, `urandom`, and `/dev/fd`,
+//! - `/dev`: a read-only tmpfs (`nosuid,noexec`) with the nodes `null`,
+//!   `zero`, `full` (0666), `random`, `urandom` (0444), and `/dev/fd`,
 //!   `/dev/std{in,out,err}` links;
 //! - `/proc`: a new procfs of the task's pid namespace, `subset=pid`.
 //!
@@ -45,16 +47,24 @@ pub(crate) const HARDENED: MsFlags = MsFlags::MS_NOSUID
 /// host root works: it is shadowed only inside this mount namespace.
 const STAGING: &str = "/tmp";
 
-/// Device nodes every task gets, and whether they are writable.
-const DEVICES: [(&str, bool); 5] = [
-    ("/dev/null", true),
-    ("/dev/zero", true),
-    ("/dev/full", true),
-    ("/dev/random", false),
-    ("/dev/urandom", false),
+/// Device nodes every task gets: name, minor number (major 1, the memory
+/// devices), and mode. random and urandom are read-only.
+const DEVICES: [(&str, u64, u32); 5] = [
+    ("null", 3, 0o666),
+    ("zero", 5, 0o666),
+    ("full", 7, 0o666),
+    ("random", 8, 0o444),
+    ("urandom", 9, 0o444),
 ];
 
 /// Builds the new root and enters it.
+///
+/// The order keeps mount calls few (each costs tens of µs, and again when
+/// the namespace is torn down): every directory, node and mount point is made
+/// first, the host paths are bound, then one recursive `mount_setattr` makes
+/// the whole tree read-only, `nosuid` and `nodev` (submounts of the bound
+/// paths included), one more lets `/dev`'s nodes work, and only then are the
+/// writable filesystems mounted on their mount points.
 pub fn setup(plan: &LaunchPlan) -> Result<(), LaunchError> {
     mount(
         None::<&str>,
@@ -78,32 +88,37 @@ pub fn setup(plan: &LaunchPlan) -> Result<(), LaunchError> {
         bound: Vec::new(),
     };
     tree.copy_top_level_links()?;
+    make_dev(&root.join("dev"))?;
     for path in &plan.read_only {
-        tree.bind(path, Access::ReadOnly)?;
+        tree.bind(path)?;
     }
     for path in &plan.executables {
-        tree.bind(path, Access::ReadOnly)?;
+        tree.bind(path)?;
     }
     let scratch = tree.plain_dirs(&plan.scratch)?;
+    for dir in ["tmp", "proc"] {
+        std::fs::create_dir_all(root.join(dir)).map_err(io(format!("create /{dir}")))?;
+    }
+    use crate::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+    crate::sys::mount_setattr(
+        root,
+        true,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        0,
+    )
+    .map_err(sys("make the new root read-only, nosuid and nodev"))?;
+    crate::sys::mount_setattr(
+        &root.join("dev"),
+        false,
+        MOUNT_ATTR_NOEXEC,
+        MOUNT_ATTR_NODEV,
+    )
+    .map_err(sys("let the nodes of /dev work"))?;
     super::scratch::mount_on(&scratch, plan)?;
-    for (dev, writable) in DEVICES {
-        tree.bind(Path::new(dev), Access::Device { writable })?;
-    }
-    for (link, target) in [
-        ("dev/fd", "/proc/self/fd"),
-        ("dev/stdin", "/proc/self/fd/0"),
-        ("dev/stdout", "/proc/self/fd/1"),
-        ("dev/stderr", "/proc/self/fd/2"),
-    ] {
-        symlink(target, root.join(link)).map_err(io(format!("link /{link}")))?;
-    }
     let tmpfs_options = format!(
         "size={},nr_inodes=16384,mode=1777",
         plan.tmp_bytes.max(4096)
     );
-    for dir in ["tmp", "dev/shm", "proc"] {
-        std::fs::create_dir_all(root.join(dir)).map_err(io(format!("create /{dir}")))?;
-    }
     for dir in ["tmp", "dev/shm"] {
         mount(
             Some("tmpfs"),
@@ -122,14 +137,6 @@ pub fn setup(plan: &LaunchPlan) -> Result<(), LaunchError> {
         Some("subset=pid"),
     )
     .map_err(sys("mount /proc"))?;
-    mount(
-        None::<&str>,
-        root,
-        None::<&str>,
-        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        None::<&str>,
-    )
-    .map_err(sys("make the new root read-only"))?;
     nix::unistd::chdir(root).map_err(sys("enter the new root"))?;
     nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root"))?;
@@ -137,23 +144,47 @@ pub fn setup(plan: &LaunchPlan) -> Result<(), LaunchError> {
     Ok(())
 }
 
-/// How a path is mounted into the new root.
-#[derive(Clone, Copy)]
-enum Access {
-    ReadOnly,
-    Device { writable: bool },
-}
-
-impl Access {
-    fn flags(self) -> MsFlags {
-        match self {
-            Access::ReadOnly => MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Access::Device { writable: true } => MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            Access::Device { writable: false } => {
-                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC
-            }
-        }
+/// A small tmpfs on `dev` with the device nodes (made, not bound from the
+/// host: no mount each), the `/dev/shm` mount point and the fd links.
+fn make_dev(dev: &Path) -> Result<(), LaunchError> {
+    use nix::sys::stat::{mknod, Mode, SFlag};
+    std::fs::create_dir(dev).map_err(io("create /dev"))?;
+    mount(
+        Some("tmpfs"),
+        dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("size=64k,nr_inodes=64,mode=755"),
+    )
+    .map_err(sys("mount /dev"))?;
+    for (name, minor, mode) in DEVICES {
+        let node = dev.join(name);
+        mknod(
+            &node,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(mode),
+            nix::sys::stat::makedev(1, minor),
+        )
+        .map_err(sys(format!("make /dev/{name}")))?;
+        // mknod applies the umask; the mode must be exact.
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            &node,
+            Mode::from_bits_truncate(mode),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(sys(format!("chmod /dev/{name}")))?;
     }
+    std::fs::create_dir(dev.join("shm")).map_err(io("create /dev/shm"))?;
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        symlink(target, dev.join(link)).map_err(io(format!("link /dev/{link}")))?;
+    }
+    Ok(())
 }
 
 /// The new root being assembled.
@@ -223,8 +254,8 @@ impl NewRoot<'_> {
     }
 
     /// Makes `host` (a path as the host sees it) visible at the same path in
-    /// the new root, with `access`.
-    fn bind(&mut self, host: &Path, access: Access) -> Result<(), LaunchError> {
+    /// the new root; [`setup`] makes it read-only afterwards.
+    fn bind(&mut self, host: &Path) -> Result<(), LaunchError> {
         let step = format!("mount {}", host.display());
         let Some((source, target)) = self.mount_point(host).map_err(io(step.clone()))? else {
             return Ok(()); // inside a path already mounted
@@ -234,14 +265,6 @@ impl NewRoot<'_> {
             &target,
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(sys(step.clone()))?;
-        mount(
-            None::<&str>,
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | access.flags(),
             None::<&str>,
         )
         .map_err(sys(step))?;
