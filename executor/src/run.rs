@@ -16,7 +16,7 @@ use airlock_protocol::v1::{
     task_event, ExitReason, Exited, Limits as WireLimits, OutputChunk, Started, Stream, TaskEvent,
     TaskState,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, Notify};
 use tonic::Status;
 
@@ -98,16 +98,20 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
     // Scanning /proc costs milliseconds with thousands of processes: only
     // when the kernel's guarantee does not already cover it.
     let uid_clear = reaped || crate::purge::clear_uid(task.uid, &mut cleaned).await;
-    cleaned.scratch_removed = crate::purge::remove_scratch_async(task.scratch.clone()).await;
+    // The scratch dir was a tmpfs of the task's mount namespace, gone with
+    // it; a host dir of that name would be a leftover of an older airlockd.
+    cleaned.scratch_removed = task.scratch.symlink_metadata().is_err()
+        || crate::purge::remove_scratch_async(task.scratch.clone()).await;
     timeline.mark("purged");
     let attribution = crate::credentials::finish(&sup, creds);
     // A uid goes back to the pool only when nothing of the task is left: no
     // process, and no file the next holder of the uid would own.
     // The network namespace is reused only when no process of the task can
     // be left in it (and it holds no socket, which give_back checks).
+    // Checked off the task's path: the client need not wait for it.
     if let Some(netns) = task.netns.take().filter(|_| uid_clear) {
         let pool = sup.netns.clone();
-        let _ = tokio::task::spawn_blocking(move || pool.give_back(netns)).await;
+        tokio::task::spawn_blocking(move || pool.give_back(netns));
     }
     if uid_clear && cleaned.scratch_removed {
         sup.uids.release(task.uid);
@@ -518,7 +522,7 @@ pub fn wire_limits(l: &airlock_policy::Limits) -> WireLimits {
 /// Streams one pipe to the client until EOF, within the task's output bound
 /// (stdout and stderr together). Past the bound it truncates and signals.
 async fn forward_output(
-    mut pipe: tokio::net::unix::pipe::Receiver,
+    pipe: tokio::net::unix::pipe::Receiver,
     stream: Stream,
     events: EventSender,
     sent: Arc<AtomicU64>,
@@ -526,12 +530,22 @@ async fn forward_output(
     full: Arc<Notify>,
     client_gone: Arc<Notify>,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
+    // Allocated at the first output: a task that prints nothing (a sleeping
+    // one) costs the supervisor no buffer.
+    let mut buf = Vec::new();
     let mut over = false;
     loop {
-        let n = match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+        if pipe.readable().await.is_err() {
+            return;
+        }
+        if buf.is_empty() {
+            buf = vec![0u8; 64 * 1024];
+        }
+        let n = match pipe.try_read(&mut buf) {
+            Ok(0) => return,
             Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
         };
         if over {
             continue; // drain so the task never blocks on a full pipe
@@ -560,28 +574,47 @@ async fn forward_output(
     }
 }
 
+/// What [`run_in_process`] returns.
+pub struct InProcess {
+    /// How the task ended.
+    pub exited: Exited,
+    /// When each stage ended.
+    pub timeline: Timeline,
+    /// Everything the task wrote to stdout.
+    pub stdout: Vec<u8>,
+}
+
 /// Admits and runs one task in this process, the way `RunTask` does but
-/// without gRPC; output is dropped. The benchmark's in-process row.
+/// without gRPC: for the benchmark's in-process rows. Stderr is dropped.
 pub async fn run_in_process(
     sup: &Arc<Supervisor>,
     request: airlock_protocol::v1::RunTaskRequest,
-) -> Result<(Exited, Timeline), Status> {
+) -> Result<InProcess, Status> {
     let task = crate::admit::admit(sup, request, None)?;
     let (tx, mut rx) = mpsc::channel(64);
     let drain = tokio::spawn(async move {
         let mut exited = None;
+        let mut stdout = Vec::new();
         while let Some(Ok(TaskEvent { event: Some(event) })) = rx.recv().await {
-            if let task_event::Event::Exited(e) = event {
-                exited = Some(e);
+            match event {
+                task_event::Event::Exited(e) => exited = Some(e),
+                task_event::Event::Output(o) if o.stream == Stream::Stdout as i32 => {
+                    stdout.extend(o.data)
+                }
+                _ => {}
             }
         }
-        exited
+        (exited, stdout)
     });
     let timeline = run(sup.clone(), task, tx).await;
-    let exited = drain
+    let (exited, stdout) = drain
         .await
-        .ok()
-        .flatten()
-        .ok_or_else(|| Status::internal("the task ended without an Exited event"))?;
-    Ok((exited, timeline))
+        .map_err(|_| Status::internal("the event reader failed"))?;
+    let exited =
+        exited.ok_or_else(|| Status::internal("the task ended without an Exited event"))?;
+    Ok(InProcess {
+        exited,
+        timeline,
+        stdout,
+    })
 }
