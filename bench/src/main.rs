@@ -5,6 +5,8 @@
 //! like. Also airlockd's resident memory idle and with many live tasks.
 //! Prints a markdown table. Run by `scripts/bench` (as root).
 
+mod credentials;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -23,13 +25,15 @@ fn main() -> anyhow::Result<()> {
     let mut tasks = 400usize;
     let mut live = 1000usize;
     let mut quick = false;
+    let mut venv = std::env::var_os("AIRLOCK_VENV").map(PathBuf::from);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--venv" => venv = Some(args.next().context("--venv DIR")?.into()),
             "--tasks" => tasks = args.next().context("--tasks N")?.parse()?,
             "--live" => live = args.next().context("--live N")?.parse()?,
             other => {
-                bail!("unknown argument {other}: airlock-bench [--tasks N] [--live N] [--quick]")
+                bail!("unknown argument {other}: airlock-bench [--tasks N] [--live N] [--quick] [--venv DIR]")
             }
         }
     }
@@ -41,6 +45,11 @@ fn main() -> anyhow::Result<()> {
         .context("binary dir")?
         .to_path_buf();
     let bwrap = which("bwrap");
+    // Before any thread: it sets this process's AWS identity.
+    let moto = match venv.filter(|v| v.join("bin/moto_server").exists()) {
+        Some(venv) => Some(credentials::Moto::start(&venv)?),
+        None => None,
+    };
     let daemon = Daemon::start(&bin_dir, live)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -160,6 +169,24 @@ fn main() -> anyhow::Result<()> {
         busy as f64 / 1024.0,
         (busy.saturating_sub(idle)) as f64 / live as f64
     );
+
+    match moto {
+        Some(moto) => {
+            let dir = bench_dir()?;
+            let config = dir.path().join("policy.toml");
+            std::fs::write(&config, moto.policy(dir.path())?)?;
+            let creds = runtime
+                .block_on(airlock_executor::daemon::prepare(
+                    &config,
+                    Some(&bin_dir.join("airlock-launch")),
+                ))
+                .context("start the in-process supervisor with credentials")?;
+            runtime.block_on(moto.report(&creds.sup, tasks))?;
+        }
+        None => println!(
+            "\nCredentials not measured: no moto venv (run scripts/moto --install, or pass --venv DIR)"
+        ),
+    }
     Ok(())
 }
 
@@ -265,7 +292,7 @@ async fn run_local(
     program: &str,
     args: &[&str],
 ) -> anyhow::Result<airlock_executor::run::Timeline> {
-    let (exited, timeline) = airlock_executor::run::run_in_process(
+    let done = airlock_executor::run::run_in_process(
         sup,
         RunTaskRequest {
             user: format!("bench{}", i % 8),
@@ -275,10 +302,10 @@ async fn run_local(
         },
     )
     .await?;
-    if exited.exit_code != Some(0) {
-        bail!("task ended: {exited:?}");
+    if done.exited.exit_code != Some(0) {
+        bail!("task ended: {:?}", done.exited);
     }
-    Ok(timeline)
+    Ok(done.timeline)
 }
 
 /// The median time of each stage of the in-process spawn path.

@@ -187,6 +187,16 @@ pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<P
         .check()
         .await
         .with_context(|| format!("start the launcher {}", launcher.display()))?;
+    // Tasks reach it however they were started (gRPC or in-process).
+    if let Some(credentials) = &sup.credentials {
+        if let Some(listener) = credentials.take_listener() {
+            tracing::info!(
+                port = credentials.port(),
+                "serving task credentials on 127.0.0.1"
+            );
+            tokio::spawn(crate::credentials::endpoint::serve(sup.clone(), listener));
+        }
+    }
     Ok(Prepared { sup, _lock: lock })
 }
 
@@ -389,15 +399,6 @@ async fn serve(sup: Arc<Supervisor>, args: &Args) -> anyhow::Result<()> {
                         .await
                 });
             }
-        }
-    }
-    if let Some(credentials) = &sup.credentials {
-        if let Some(listener) = credentials.take_listener() {
-            tracing::info!(
-                port = credentials.port(),
-                "serving task credentials on 127.0.0.1"
-            );
-            tokio::spawn(crate::credentials::endpoint::serve(sup.clone(), listener));
         }
     }
     tokio::spawn(reload_on_sighup(sup.clone(), hup));

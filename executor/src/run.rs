@@ -582,10 +582,12 @@ pub struct InProcess {
     pub timeline: Timeline,
     /// Everything the task wrote to stdout.
     pub stdout: Vec<u8>,
+    /// Everything the task wrote to stderr.
+    pub stderr: Vec<u8>,
 }
 
 /// Admits and runs one task in this process, the way `RunTask` does but
-/// without gRPC: for the benchmark's in-process rows. Stderr is dropped.
+/// without gRPC: for the benchmark's in-process rows.
 pub async fn run_in_process(
     sup: &Arc<Supervisor>,
     request: airlock_protocol::v1::RunTaskRequest,
@@ -594,20 +596,21 @@ pub async fn run_in_process(
     let (tx, mut rx) = mpsc::channel(64);
     let drain = tokio::spawn(async move {
         let mut exited = None;
-        let mut stdout = Vec::new();
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         while let Some(Ok(TaskEvent { event: Some(event) })) = rx.recv().await {
             match event {
                 task_event::Event::Exited(e) => exited = Some(e),
                 task_event::Event::Output(o) if o.stream == Stream::Stdout as i32 => {
                     stdout.extend(o.data)
                 }
+                task_event::Event::Output(o) => stderr.extend(o.data),
                 _ => {}
             }
         }
-        (exited, stdout)
+        (exited, stdout, stderr)
     });
     let timeline = run(sup.clone(), task, tx).await;
-    let (exited, stdout) = drain
+    let (exited, stdout, stderr) = drain
         .await
         .map_err(|_| Status::internal("the event reader failed"))?;
     let exited =
@@ -616,5 +619,6 @@ pub async fn run_in_process(
         exited,
         timeline,
         stdout,
+        stderr,
     })
 }
