@@ -187,7 +187,13 @@ fn main() -> anyhow::Result<()> {
             "\nCredentials not measured: no moto venv (run scripts/moto --install, or pass --venv DIR)"
         ),
     }
-    Ok(())
+    match FAILED.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => {
+            println!("\nEvery task ran and reported exit code 0.");
+            Ok(())
+        }
+        n => bail!("{n} tasks failed or were misreported (see above)"),
+    }
 }
 
 /// bubblewrap with isolation comparable to Airlock's: every namespace,
@@ -226,6 +232,9 @@ const BWRAP_ARGS: &[&str] = &[
     "--",
 ];
 
+/// Tasks that failed or reported anything but exit code 0, in any row.
+static FAILED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 struct Measured {
     median: f64,
     p99: f64,
@@ -246,6 +255,7 @@ fn measure(n: usize, c: usize, run: impl Fn(usize) -> anyhow::Result<()> + Sync)
                         let t = Instant::now();
                         if let Err(err) = run(i) {
                             eprintln!("task {i} failed: {err:#}");
+                            FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         times.push(t.elapsed().as_secs_f64());
                         i += c;
