@@ -55,7 +55,9 @@ pub fn mount_on(target: &Path, plan: &LaunchPlan) -> Result<(), LaunchError> {
 }
 
 /// Writes one file 0400 into a new 0500 dir, both owned by `uid`: only the
-/// task (and root) can read it, and the task cannot replace it.
+/// task (and root) can read it. The task owns them and could make them
+/// writable again, but replacing its own token only breaks its own
+/// credentials (the endpoint compares the token with airlockd's copy).
 fn write_private(scratch: &Path, file: &ScratchFile, uid: u32) -> Result<(), LaunchError> {
     // Not the file's path in the step: it names no secret, but the rule is
     // simple to keep when nothing but the fixed step names is reported.
