@@ -212,3 +212,57 @@ async fn deep_directory_tree_is_purged_without_harm() {
     assert_eq!(end["cleaned"]["scratch_removed"], true);
     assert_eq!(end["cleaned"]["uid_released"], true);
 }
+
+/// The spawner (airlock-launch, started once by airlockd) forks every
+/// task's launcher. If it dies, the next task starts a new one; and it
+/// never outlives airlockd, not even a crashed one.
+#[tokio::test]
+async fn a_killed_spawner_is_replaced_and_none_outlives_airlockd() {
+    if !privileged() {
+        return;
+    }
+    let mut d = Daemon::start(Opts::default());
+    let spawners = |parent: i32| -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                // "pid (comm) state ppid ...": comm may hold spaces.
+                let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+                stat.contains("(airlock-launch)")
+                    && after.split_whitespace().nth(1) == Some(&parent.to_string())
+            })
+            .collect()
+    };
+    let airlockd = d.pid();
+    let first = spawners(airlockd);
+    assert_eq!(first.len(), 1, "one spawner, started with airlockd");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = d.python("alice", "print('after')").await;
+    assert_eq!(out.stdout(), "after\n", "{:?}", out.exited);
+    let second = spawners(airlockd);
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0], first[0], "a new spawner");
+    // Even when airlockd crashes: the spawner sees its socket close.
+    d.crash();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{}", second[0])).exists() {
+        let state =
+            std::fs::read_to_string(format!("/proc/{}/stat", second[0])).unwrap_or_default();
+        if state.is_empty() || state.contains(") Z") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spawner outlived airlockd"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
