@@ -25,15 +25,17 @@ fn main() -> anyhow::Result<()> {
     let mut tasks = 400usize;
     let mut live = 1000usize;
     let mut quick = false;
+    let mut load_secs = 0u64;
     let mut venv = std::env::var_os("AIRLOCK_VENV").map(PathBuf::from);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--load" => load_secs = args.next().context("--load SECONDS")?.parse()?,
             "--venv" => venv = Some(args.next().context("--venv DIR")?.into()),
             "--tasks" => tasks = args.next().context("--tasks N")?.parse()?,
             "--live" => live = args.next().context("--live N")?.parse()?,
             other => {
-                bail!("unknown argument {other}: airlock-bench [--tasks N] [--live N] [--quick] [--venv DIR]")
+                bail!("unknown argument {other}: airlock-bench [--tasks N] [--live N] [--quick] [--venv DIR] [--load SECONDS]")
             }
         }
     }
@@ -67,6 +69,29 @@ fn main() -> anyhow::Result<()> {
         ))
         .context("start the in-process supervisor")?;
     let timelines = std::sync::Mutex::new(Vec::new());
+    if load_secs > 0 {
+        // For profilers (perf record -a): only in-process /usr/bin/true
+        // tasks, 8 at a time, for this long.
+        let end = Instant::now() + Duration::from_secs(load_secs);
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for w in 0..8 {
+                let (runtime, local, done) = (&runtime, &local, &done);
+                s.spawn(move || {
+                    while Instant::now() < end {
+                        if runtime
+                            .block_on(run_local(&local.sup, w, "/usr/bin/true", &[]))
+                            .is_ok()
+                        {
+                            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        println!("{:.0} tasks/s", done.into_inner() as f64 / load_secs as f64);
+        return Ok(());
+    }
 
     println!(
         "| program | method | concurrency | median ms | p99 ms | tasks/s | × bare | × bwrap |"
