@@ -1,11 +1,12 @@
-//! Run: start a launcher (through the spawner) with the task's plan, stream its output (bounded),
-//! enforce the deadline, answer cancellation, then purge and report.
+//! Run: start a launcher (through the spawner) with the task's plan, stream
+//! its output (bounded), enforce the deadline, answer cancellation, then
+//! purge and report.
 //!
-//! Killing: the supervisor sends SIGTERM to the launcher's waiter (through
-//! a pidfd, so never to a recycled pid), which
-//! SIGKILLs the task's init; the kernel then kills every other process of
-//! the pid namespace, double-forked daemons included, and reaps them before
-//! the init's exit completes.
+//! Killing: the supervisor sends SIGKILL to the task's init (through a
+//! pidfd, so never to a recycled pid), pid 1 of the task's pid namespace;
+//! the kernel then kills every other process of the pid namespace,
+//! double-forked daemons included, and reaps them before the init's exit
+//! completes.
 
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +30,7 @@ use crate::supervisor::Supervisor;
 /// Events to the client.
 pub type EventSender = mpsc::Sender<Result<TaskEvent, Status>>;
 
-/// How long after SIGTERM the launcher gets before it is SIGKILLed itself.
+/// How long the task's end may take after its init closed its socket.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// When each stage of one task's life ended, as [`crate::sys::monotonic_ns`]
@@ -71,8 +72,8 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
     timeline.mark("admitted (policy, uid, scratch dir, audit)");
     let creds = crate::credentials::for_task(&sup, &task).await;
     timeline.mark("credentials");
-    // `reaped`: the waiter reaped the task's init, so the kernel has reaped
-    // every process of the task (or none ever started).
+    // `reaped`: the task's init has exited, so the kernel has reaped every
+    // process of the task (or none ever started).
     let outcome = match &creds {
         Ok(creds) => execute(&sup, &task, &events, creds.as_ref(), &mut timeline).await,
         Err(err) => Ok((crate::credentials::spawn_failed(err), true)),
@@ -268,6 +269,28 @@ fn plan_for(sup: &Supervisor, task: &Admitted, creds: Option<&TaskCredentials>) 
     }
 }
 
+/// The task's init, through a pidfd (never a recycled pid). Dropping it
+/// kills the init, and so the whole task: nothing outlives its runner.
+struct Init(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>);
+
+impl Init {
+    fn kill(&self) {
+        let _ = crate::sys::pidfd_send_signal(self.0.get_ref().as_fd(), libc::SIGKILL);
+    }
+
+    /// Waits until the init has exited, after every other process of its
+    /// pid namespace (pid_namespaces(7)).
+    async fn exited(&self) {
+        let _ = self.0.readable().await;
+    }
+}
+
+impl Drop for Init {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Why the supervisor is killing a task.
 #[derive(Clone, Copy)]
 enum KillCause {
@@ -291,7 +314,7 @@ async fn execute(
     timeline.mark("plan made");
     let launched = sup.spawner.launch().await?;
     timeline.mark("spawner forked the launcher");
-    let launcher = launched.pidfd;
+    let init = Init(crate::sys::async_fd(launched.pidfd)?);
     // The launcher kills the task when this socket closes, so the write
     // half stays open (not dropped, not shut down) until the task has ended.
     let (reports, mut plan_writer) = launched.channel.into_split();
@@ -323,8 +346,6 @@ async fn execute(
     let mut killed: Option<KillCause> = None;
     let mut failure: Option<String> = None;
     let mut exit: Option<(Option<i32>, Option<i32>)> = None;
-    let mut reaped = false;
-    let mut kill_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
 
     loop {
         let cause = tokio::select! {
@@ -356,16 +377,9 @@ async fn execute(
                             }
                         }
                         Ok(Report::Failed { step, error }) => failure = Some(format!("sandbox setup failed ({step}): {error}")),
-                        // The init reports the program's end; the waiter then
-                        // reports the init's, which only matters if the first
-                        // never came.
                         Ok(Report::Exited { code, signal }) => {
                             timeline.mark("program exited (fork, exec, run)");
                             exit = exit.or(Some((code, signal)));
-                        }
-                        Ok(Report::Reaped { code, signal }) => {
-                            exit = exit.or(Some((code, signal)));
-                            reaped = true;
                         }
                         Err(err) => tracing::warn!(?err, "unreadable launcher report"),
                     },
@@ -377,25 +391,27 @@ async fn execute(
             _ = task.cancel.cancelled(), if killed.is_none() => Some(KillCause::Cancelled),
             _ = output_full.notified(), if killed.is_none() => Some(KillCause::Output),
             _ = client_gone.notified(), if killed.is_none() => Some(KillCause::ClientGone),
-            _ = sleep_if_set(&mut kill_deadline) => {
-                // The launcher did not end the task in time: kill it, and
-                // the task's init dies with it (its parent-death watch).
-                let _ = crate::sys::pidfd_send_signal(launcher.as_fd(), libc::SIGKILL);
-                kill_deadline = None;
-                None
-            }
         };
         if let Some(cause) = cause {
             killed = Some(cause);
-            // The launcher turns SIGTERM into SIGKILL of the task's init.
-            let _ = crate::sys::pidfd_send_signal(launcher.as_fd(), libc::SIGTERM);
-            kill_deadline = Some(Box::pin(tokio::time::sleep(KILL_GRACE)));
+            // The init is pid 1 of the task's namespace: when it dies, the
+            // kernel kills every other process there.
+            init.kill();
         }
     }
-    // The report stream ended: the launcher, the task's init and with it
-    // every process of the task are gone (or the launcher died).
+    // The report stream ended: the init has closed its files, on its way
+    // out. Its pidfd turns readable once the kernel has also killed and
+    // reaped every other process of its pid namespace.
     drop(plan_writer);
-    timeline.mark("launcher ended");
+    timeline.mark("init exiting");
+    let mut reaped = tokio::time::timeout(KILL_GRACE, init.exited())
+        .await
+        .is_ok();
+    if !reaped {
+        tracing::error!(task_id = %task.id, "the task's init did not end after closing its socket; killing it");
+        init.kill();
+    }
+    timeline.mark("namespace gone");
     // The task's processes are gone, so its pipes reach EOF; the bound only
     // guards against a bug.
     for mut reader in readers {
@@ -489,14 +505,6 @@ fn outcome(
             signal
         },
         message,
-    }
-}
-
-/// Waits for the timer if there is one, else forever.
-async fn sleep_if_set(timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
-    match timer {
-        Some(t) => t.as_mut().await,
-        None => std::future::pending().await,
     }
 }
 

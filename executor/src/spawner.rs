@@ -43,7 +43,7 @@ pub struct Spawner {
 /// A started launcher: our ends of its stdio and plan socket, and a pidfd
 /// that signals it.
 pub struct Launched {
-    /// A pidfd of the launcher (its waiter process).
+    /// A pidfd of the launcher, the init of the task's pid namespace.
     pub pidfd: OwnedFd,
     /// The task's stdin.
     pub stdin: pipe::Sender,

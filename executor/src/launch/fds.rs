@@ -30,9 +30,30 @@ pub fn take_plan_socket() -> UnixStream {
     unsafe { crate::sys::adopt_unix_stream(PLAN_FD) }
 }
 
-/// Closes inherited fds, marks the plan socket CLOEXEC, resets signals.
+/// The spawner's pidfd in each launcher: kept until the uid switch, after
+/// which the init arms its parent-death signal again
+/// ([`super::namespaces::die_with_parent`]).
+pub const SPAWNER_FD: i32 = PLAN_FD + 1;
+
+/// Moves the spawner's pidfd to [`SPAWNER_FD`], close-on-exec.
+pub fn keep_spawner_pidfd(
+    pidfd: std::os::fd::OwnedFd,
+) -> Result<std::os::fd::OwnedFd, LaunchError> {
+    use std::os::fd::AsRawFd;
+    if pidfd.as_raw_fd() == SPAWNER_FD {
+        return Ok(pidfd);
+    }
+    crate::sys::dup_onto(pidfd.as_fd(), SPAWNER_FD).map_err(sys("keep the spawner's pidfd"))?;
+    drop(pidfd);
+    crate::sys::set_cloexec(SPAWNER_FD).map_err(sys("keep the spawner's pidfd"))?;
+    // SAFETY: dup2 just made SPAWNER_FD; nothing else in this process owns it.
+    Ok(unsafe { crate::sys::adopt_fd(SPAWNER_FD) })
+}
+
+/// Closes inherited fds (all but stdio, the plan socket and the spawner's
+/// pidfd), marks the plan socket CLOEXEC, resets signals.
 pub fn sanitize() -> Result<(), LaunchError> {
-    crate::sys::close_fds_from(PLAN_FD as u32 + 1).map_err(sys("close inherited fds"))?;
+    crate::sys::close_fds_from(SPAWNER_FD as u32 + 1).map_err(sys("close inherited fds"))?;
     crate::sys::set_cloexec(PLAN_FD).map_err(sys("cloexec plan socket"))?;
     crate::sys::reset_signal_dispositions();
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)

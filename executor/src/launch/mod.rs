@@ -1,8 +1,9 @@
 //! The per-task launcher. `airlock-launch` is a small single-threaded
 //! program that airlockd starts once, the *spawner* ([`main`]); for every task
-//! it forks a launcher ([`crate::spawner`] is airlockd's side). The launcher
-//! reads a [`plan::LaunchPlan`] from fd 3, builds the sandbox in the order
-//! below, and execs the program.
+//! it forks a launcher ([`crate::spawner`] is airlockd's side) into a new pid
+//! namespace, whose init it is. The launcher reads a [`plan::LaunchPlan`]
+//! from fd 3, builds the sandbox around itself in the order below, and forks
+//! the program, which execs.
 //!
 //! Why a separate program: after `fork` in the multithreaded supervisor the
 //! child must not allocate or take locks, and std runs `pre_exec` after the
@@ -10,16 +11,16 @@
 //! forking this small process costs far less than forking airlockd and
 //! exec'ing a launcher for each task.
 //!
-//! Processes: the launcher (the *waiter*) unshares the namespaces and forks
-//! the task's *init*, pid 1 of a new pid namespace, which builds the rest of
-//! the sandbox around itself and then forks the *program* process, which
-//! execs. The init stays as confined as the program, reaps orphans, and
-//! exits with the program's status, which kills every process left in the
-//! namespace. The waiter stays outside the sandbox, turns SIGTERM from the
-//! supervisor into SIGKILL of the init (double-forked daemons die with it),
-//! and reports the exit.
+//! Processes: the task's *init* (the launcher, pid 1 of its pid namespace)
+//! and the *program* it forks. The init stays as confined as the program,
+//! reaps orphans, reports the program's status and exits with it, which
+//! kills every process left in the namespace. airlockd holds a pidfd of the
+//! init: SIGKILL through it ends the whole task (double-forked daemons
+//! included), and it becomes readable only once the kernel has reaped every
+//! process of the namespace (pid_namespaces(7)). The init dies with the
+//! spawner, which dies with airlockd.
 //!
-//! `docs/launcher.md` mirrors [`run`]'s steps.
+//! `docs/launcher.md` mirrors [`init`]'s steps.
 //!
 //! Test strategy: every step is observed from inside a real task by the
 //! escape tests in `tests/suite`, each of which fails when its layer is
@@ -42,8 +43,7 @@ use std::os::unix::net::UnixStream;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::{fork, ForkResult, Pid};
 
 use plan::{LaunchPlan, Report, MAX_PLAN_BYTES};
@@ -129,9 +129,20 @@ pub(crate) fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> Laun
 pub fn main() -> ! {
     let control = fds::take_control_socket();
     // Our own session, so a terminal's Ctrl-C reaches airlockd only, and the
-    // kernel reaps our children (each task's waiter): nobody here waits.
+    // kernel reaps our children (each task's init): nobody here waits.
     let _ = nix::unistd::setsid();
     crate::sys::ignore_sigchld();
+    // Each child is the init of a pid namespace of its own: unshare(NEWPID)
+    // puts our next child there, and joining our own namespace again after
+    // the fork lets the next unshare work (the kernel makes a new pid
+    // namespace for children only from the active one). Every init watches
+    // this pidfd to die with us.
+    let (Ok(own_pid_ns), Ok(spawner)) = (
+        std::fs::File::open("/proc/self/ns/pid"),
+        crate::sys::pidfd_open(nix::unistd::getpid().as_raw()),
+    ) else {
+        std::process::exit(1)
+    };
     loop {
         let fds = match receive_request(&control) {
             Ok(Some(fds)) => fds,
@@ -143,7 +154,20 @@ pub fn main() -> ! {
             answer(&control, Err(nix::errno::Errno::EPROTO));
             continue;
         }
-        match fork_child() {
+        if let Err(errno) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID) {
+            answer(&control, Err(errno));
+            continue;
+        }
+        let forked = fork_child();
+        if !matches!(forked, Ok(ForkResult::Child)) {
+            // Back to our own namespace for the next child; without it no
+            // task could start, so a failure ends the spawner (airlockd
+            // starts a new one).
+            if nix::sched::setns(&own_pid_ns, nix::sched::CloneFlags::CLONE_NEWPID).is_err() {
+                std::process::exit(1);
+            }
+        }
+        match forked {
             Ok(ForkResult::Child) => {
                 // The plan socket becomes fd 3, replacing our control socket.
                 std::mem::forget(control);
@@ -153,7 +177,8 @@ pub fn main() -> ! {
                     }
                 }
                 drop(fds);
-                launch_task()
+                drop(own_pid_ns);
+                launch_task(spawner)
             }
             Ok(ForkResult::Parent { child }) => {
                 // The child cannot have exited yet: it waits for its plan,
@@ -188,17 +213,22 @@ fn answer(control: &OwnedFd, result: Result<OwnedFd, nix::errno::Errno>) {
     };
 }
 
-/// One task's launcher, in the spawner's child: stdio and the plan socket
-/// (fd 3) are the task's. Never returns: it execs the task, or reports and
-/// exits 127.
-fn launch_task() -> ! {
+/// One task's launcher, in the spawner's child, the init (pid 1) of the
+/// task's pid namespace: stdio and the plan socket (fd 3) are the task's.
+/// Never returns: it runs the task and exits with its status, or reports
+/// and exits 127.
+fn launch_task(spawner: OwnedFd) -> ! {
     let mut stages = Stages::default();
     stages.mark("forked by the spawner");
     let mut channel = fds::take_plan_socket();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Die with the spawner, which dies with airlockd: nothing of the
+        // task outlives its supervisor, which enforces its deadline.
+        let spawner = fds::keep_spawner_pidfd(spawner)?;
+        namespaces::die_with_parent(&spawner)?;
         let plan = read_plan(&mut channel)?;
         stages.mark("plan read");
-        run(&plan, &mut channel, stages)
+        init(&plan, &mut channel, spawner, stages)
     }));
     let report = match outcome {
         Ok(Ok(never)) => match never {},
@@ -215,10 +245,12 @@ fn launch_task() -> ! {
     std::process::exit(127)
 }
 
-/// The sandbox, step by step, in the order the kernel needs them.
-fn run(
+/// The task's init (pid 1 of its namespace): the sandbox, step by step, in
+/// the order the kernel needs them, then the program.
+fn init(
     plan: &LaunchPlan,
     channel: &mut UnixStream,
+    spawner: OwnedFd,
     mut stages: Stages,
 ) -> Result<std::convert::Infallible, LaunchError> {
     // 1. Nothing of the supervisor's may reach the task: close every fd but
@@ -227,57 +259,36 @@ fn run(
     // 2. A new session, so the task has no controlling terminal and the
     //    supervisor's process group signals do not reach it.
     nix::unistd::setsid().map_err(sys("setsid"))?;
-    // 3. New mount, ipc, uts and pid namespaces (and the empty network
-    //    namespace when the task has none). The pid namespace applies to
-    //    our next child, which becomes its init.
     stages.mark("fds, signals, session");
+    // 3. New mount, ipc and uts namespaces (the pid namespace came with the
+    //    fork), and the empty network namespace when the task has none.
     namespaces::enter(plan)?;
     stages.mark("namespaces");
-    let waiter = crate::sys::pidfd_open(nix::unistd::getpid().as_raw())
-        .map_err(sys("pidfd of the launcher"))?;
-    match fork_child()? {
-        ForkResult::Parent { child } => {
-            drop(waiter);
-            wait_for_init(child, channel)
-        }
-        ForkResult::Child => init(plan, waiter, channel, stages),
-    }
-}
-
-/// The task's init (pid 1 of its namespace): everything that must happen
-/// inside the namespaces, then the exec.
-fn init(
-    plan: &LaunchPlan,
-    waiter: std::os::fd::OwnedFd,
-    channel: &mut UnixStream,
-    mut stages: Stages,
-) -> Result<std::convert::Infallible, LaunchError> {
-    stages.mark("init forked");
-    // 4. Die with the waiter: if it is killed, nothing of the task survives.
-    //    The waiter is single-threaded, so bubblewrap#692 does not apply.
-    namespaces::die_with_parent(waiter)?;
-    // 5. Private mounts: /tmp and /dev/shm tmpfs, the scratch dir (a
+    // 4. Private mounts: /tmp and /dev/shm tmpfs, the scratch dir (a
     //    bounded tmpfs holding the credentials), a fresh /proc of this pid
     //    namespace.
     mounts::setup(plan)?;
     stages.mark("own root (mounts)");
-    // 6. rlimits while still root (lowering needs no privilege, but NPROC
+    // 5. rlimits while still root (lowering needs no privilege, but NPROC
     //    must be in place before the uid switch is counted).
     rlimits::apply(&plan.rlimits)?;
-    // 7. Open everything Landlock and exec need while we can still see it,
+    // 6. Open everything Landlock and exec need while we can still see it,
     //    and build the ruleset. seccomp programs were compiled by the
     //    supervisor.
     let ruleset = landlock::prepare(plan)?;
     stages.mark("rlimits, Landlock ruleset");
     let program = exec::Program::open(plan)?;
     stages.mark("open (and hash) the program");
-    // 8. Drop every capability (bounding set while CAP_SETPCAP is held),
+    // 7. Drop every capability (bounding set while CAP_SETPCAP is held),
     //    then groups, gid, uid; check every set is empty.
     caps::drop_all()?;
     ids::switch(plan.uid)?;
     caps::assert_none()?;
+    // The uid switch cleared the parent-death signal: arm it again.
+    namespaces::die_with_parent(&spawner)?;
+    drop(spawner);
     stages.mark("capabilities, ids");
-    // 9. no_new_privs, then Landlock, which must follow every mount.
+    // 8. no_new_privs, then Landlock, which must follow every mount.
     let mut layers = vec![
         "pid-ns",
         "mount-ns",
@@ -299,13 +310,13 @@ fn init(
     }
     exec::enter_scratch(plan)?;
     stages.mark("no_new_privs, Landlock");
-    // 10. seccomp last: from here on only the allowlisted syscalls work.
+    // 9. seccomp last: from here on only the allowlisted syscalls work.
     if !plan.seccomp.is_empty() {
         seccomp::install(&plan.seccomp)?;
         layers.push("seccomp");
     }
     stages.mark("seccomp");
-    // 11. Tell the supervisor, then fork the program's process: it execs
+    // 10. Tell the supervisor, then fork the program's process: it execs
     //     exactly the opened file, while this init (as confined as the task)
     //     reaps orphans and passes on the program's exit. The program is not
     //     pid 1, so the kernel's signals (SIGXCPU, SIGXFSZ) and its own
@@ -376,67 +387,6 @@ fn fork_child() -> Result<ForkResult, LaunchError> {
     // SAFETY: the spawner and every launcher have exactly one thread (a
     // fresh exec that starts none), so the child may do anything after fork.
     unsafe { fork() }.map_err(sys("fork"))
-}
-
-/// The waiter: forwards cancellation, reaps the init, reports how it ended.
-fn wait_for_init(
-    child: Pid,
-    channel: &mut UnixStream,
-) -> Result<std::convert::Infallible, LaunchError> {
-    crate::sys::forward_termination_to(child.as_raw()).map_err(sys("forward signals"))?;
-    // The task's stdio belongs to the task: drop our copies so the
-    // supervisor sees EOF when the last task process is gone.
-    fds::close_stdio();
-    // No task outlives its supervisor: once the plan socket reaches EOF
-    // (airlockd exited or crashed), the init is killed, and with it the
-    // namespace. Otherwise nobody would enforce the task's deadline.
-    let init = crate::sys::pidfd_open(child.as_raw()).map_err(sys("pidfd of the task's init"))?;
-    let mut watching_supervisor = true;
-    loop {
-        let mut fds = vec![PollFd::new(init.as_fd(), PollFlags::POLLIN)];
-        if watching_supervisor {
-            fds.push(PollFd::new(channel.as_fd(), PollFlags::POLLIN));
-        }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(err) => return Err(sys("wait for the task's init")(err)),
-        }
-        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
-            break;
-        }
-        if fds
-            .get(1)
-            .and_then(|f| f.revents())
-            .is_some_and(|r| !r.is_empty())
-        {
-            let mut byte = [0u8; 1];
-            if matches!(channel.read(&mut byte), Ok(0) | Err(_)) {
-                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                watching_supervisor = false;
-            }
-        }
-    }
-    drop(init);
-    let report = loop {
-        match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => {
-                break Report::Reaped {
-                    code: Some(code),
-                    signal: None,
-                }
-            }
-            Ok(WaitStatus::Signaled(_, sig, _)) => {
-                break Report::Reaped {
-                    code: None,
-                    signal: Some(sig as i32),
-                }
-            }
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(err) => return Err(sys("wait for the task's init")(err)),
-        }
-    };
-    send(channel, &report);
-    std::process::exit(0)
 }
 
 fn read_plan(channel: &mut UnixStream) -> Result<LaunchPlan, LaunchError> {

@@ -2,9 +2,9 @@
 //! by the supervisor and sent over the inherited socket (fd 3), never argv,
 //! which every process can read in `/proc/*/cmdline`.
 //!
-//! The launcher answers on the same socket with [`Report`]s, one JSON line
-//! each: `Ready` just before the exec (or `Failed` instead), then `Exited`
-//! from the waiter once the task's init has ended.
+//! The launcher (the task's init) answers on the same socket with
+//! [`Report`]s, one JSON line each: `Ready` just before the program's fork
+//! (or `Failed` instead), then `Exited` when the program has ended.
 
 use std::path::PathBuf;
 
@@ -151,15 +151,6 @@ pub enum Report {
     /// The program ended (sent by the task's init).
     Exited {
         /// Exit code, when it exited.
-        code: Option<i32>,
-        /// Signal number, when it was killed.
-        signal: Option<i32>,
-    },
-    /// The waiter reaped the task's init. The kernel reaps every other
-    /// process of a pid namespace before its init's exit completes, so
-    /// nothing of the task is left (pid_namespaces(7)).
-    Reaped {
-        /// The init's exit code, when it exited.
         code: Option<i32>,
         /// Signal number, when it was killed.
         signal: Option<i32>,

@@ -4,7 +4,6 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
 
@@ -84,37 +83,6 @@ pub fn execveat_fd(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> Er
         )
     };
     Errno::last()
-}
-
-/// The pid that [`forward_termination_to`]'s handler kills.
-static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn kill_forwarded(_sig: libc::c_int) {
-    let pid = FORWARD_TO.load(Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: kill(2) is async-signal-safe; `pid` is our unreaped child,
-        // so it cannot name a recycled process.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-}
-
-/// Makes SIGTERM, SIGINT and SIGHUP to this process SIGKILL `child` instead:
-/// the supervisor cancels a task by signalling its launcher, and `child` is
-/// the task's pid-namespace init, whose death kills the whole namespace.
-pub fn forward_termination_to(child: i32) -> Result<(), Errno> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    FORWARD_TO.store(child, Ordering::SeqCst);
-    let action = SigAction::new(
-        SigHandler::Handler(kill_forwarded),
-        SaFlags::SA_RESTART,
-        SigSet::all(),
-    );
-    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        // SAFETY: the handler only loads an atomic and calls kill(2), both
-        // async-signal-safe.
-        unsafe { sigaction(sig, &action) }?;
-    }
-    Ok(())
 }
 
 /// Sets SIGCHLD to SIG_IGN: the kernel then reaps this process's children
