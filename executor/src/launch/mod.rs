@@ -329,13 +329,8 @@ fn init(
             stages: stages.0,
         },
     );
-    match fork_child()? {
-        ForkResult::Child => Err(program.exec()),
-        ForkResult::Parent { child } => {
-            drop(program);
-            reap_until(child, channel)
-        }
-    }
+    let child = program.spawn()?;
+    reap_until(child, channel)
 }
 
 /// pid 1's loop: reap every orphan until `program` ends, report how it

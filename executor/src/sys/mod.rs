@@ -62,29 +62,6 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
     .map(drop)
 }
 
-/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: executes exactly the file
-/// behind `fd`. Returns only on failure.
-pub fn execveat_fd(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> Errno {
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
-    envp_ptrs.push(std::ptr::null());
-    let empty = c"";
-    // SAFETY: both pointer arrays are NULL-terminated and point into
-    // CStrings that outlive the call; `fd` is a valid open descriptor.
-    unsafe {
-        libc::syscall(
-            libc::SYS_execveat,
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            argv_ptrs.as_ptr(),
-            envp_ptrs.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        )
-    };
-    Errno::last()
-}
-
 /// Sets SIGCHLD to SIG_IGN: the kernel then reaps this process's children
 /// itself (wait(2), "NOTES"). [`reset_signal_dispositions`] undoes it.
 pub fn ignore_sigchld() {
