@@ -1,8 +1,8 @@
 //! Purge: what happens after a task's init has died, and at start-up for
-//! whatever a crash left behind. When the launcher's waiter reports that it
-//! reaped the init, the kernel has already reaped every process of the
-//! task's pid namespace; otherwise (the launcher died, or never reported)
-//! every process of the uid is looked up in /proc and killed, and a uid that
+//! whatever a crash left behind. When airlockd's pidfd of the task's init
+//! turns readable, the kernel has already reaped every process of the
+//! task's pid namespace; otherwise (the init did not end in time) every
+//! process of the uid is looked up in /proc and killed, and a uid that
 //! cannot be cleared is never handed out again.
 
 use std::path::Path;

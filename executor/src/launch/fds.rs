@@ -61,7 +61,7 @@ pub fn sanitize() -> Result<(), LaunchError> {
     Ok(())
 }
 
-/// Points fds 0-2 at /dev/null (the waiter's copies of the task's pipes).
+/// Points fds 0-2 at /dev/null (the init's copies of the task's pipes).
 pub fn close_stdio() {
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)

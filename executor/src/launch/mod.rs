@@ -405,7 +405,7 @@ fn read_plan(channel: &mut UnixStream) -> Result<LaunchPlan, LaunchError> {
 }
 
 /// Writes one report line. A failed write means the supervisor is gone; the
-/// launcher carries on, and the task dies with its waiter's socket peer.
+/// launcher carries on, and dies with the spawner.
 fn send(channel: &mut UnixStream, report: &Report) {
     if let Ok(mut line) = serde_json::to_vec(report) {
         line.push(b'\n');
