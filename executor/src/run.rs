@@ -233,7 +233,7 @@ fn plan_for(sup: &Supervisor, task: &Admitted, creds: Option<&TaskCredentials>) 
     };
     // Empty only on a host without seccomp whose policy allows that.
     let seccomp = if sup.host.seccomp {
-        seccomp
+        seccomp.iter().map(|name| name.to_string()).collect()
     } else {
         Vec::new()
     };

@@ -16,63 +16,71 @@
 //!   UDP rules, so UDP would reach every UDP service the worker can reach,
 //!   other tenants' on loopback included.
 
-use crate::launch::plan::pack_bpf;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 /// The profile's source.
 pub const PROFILE_JSON: &str = include_str!("../resources/seccomp/x86_64.json");
 
-/// Compiled programs, packed for launch plans.
+/// The filters each kind of task gets, by name, in the order they are
+/// installed. Launch plans carry these names; the programs themselves are
+/// compiled once per process ([`programs`]): airlockd checks the profile at
+/// start-up, and the spawner compiles it before its first fork, so every
+/// launcher has it already.
 #[derive(Debug, Clone)]
 pub struct SeccompPrograms {
-    /// Programs for tasks on the host network (no UDP).
-    pub host_net: Vec<Vec<u64>>,
-    /// Programs for tasks on the host network whose policy allows UDP.
-    pub host_net_udp: Vec<Vec<u64>>,
-    /// Programs for tasks without network.
-    pub no_net: Vec<Vec<u64>>,
+    /// Filters for tasks on the host network (no UDP).
+    pub host_net: Vec<&'static str>,
+    /// Filters for tasks on the host network whose policy allows UDP.
+    pub host_net_udp: Vec<&'static str>,
+    /// Filters for tasks without network.
+    pub no_net: Vec<&'static str>,
 }
 
 /// Errors compiling the profile.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SeccompProfileError {
     /// The JSON does not compile.
-    #[error("compile seccomp profile")]
-    Compile(#[source] crate::seccomp_bpf::CompileError),
+    #[error("compile seccomp profile: {0}")]
+    Compile(String),
     /// A filter the code needs is missing from the JSON.
     #[error("seccomp profile has no filter named {0}")]
     Missing(&'static str),
 }
 
-/// Compiles the profile for x86_64.
+/// The compiled profile, by filter name; compiled on first use.
+pub fn programs(
+) -> Result<&'static BTreeMap<String, Vec<crate::seccomp_bpf::Insn>>, &'static SeccompProfileError>
+{
+    static PROGRAMS: OnceLock<
+        Result<BTreeMap<String, Vec<crate::seccomp_bpf::Insn>>, SeccompProfileError>,
+    > = OnceLock::new();
+    PROGRAMS
+        .get_or_init(|| {
+            crate::seccomp_bpf::compile_profile(PROFILE_JSON)
+                .map_err(|err| SeccompProfileError::Compile(err.to_string()))
+        })
+        .as_ref()
+}
+
+/// Compiles the profile for x86_64 and checks every filter the code names
+/// is in it.
 pub fn compile() -> Result<SeccompPrograms, SeccompProfileError> {
-    let mut map =
-        crate::seccomp_bpf::compile_profile(PROFILE_JSON).map_err(SeccompProfileError::Compile)?;
-    let mut take = |name: &'static str| -> Result<Vec<u64>, SeccompProfileError> {
-        map.remove(name)
-            .map(|p| pack(&p))
-            .ok_or(SeccompProfileError::Missing(name))
-    };
-    let task = take("task")?;
-    let clone3 = take("clone3_enosys")?;
-    let host = take("sockets_host")?;
-    let inet = take("inet_host")?;
-    let udp = take("udp_host")?;
-    let none = take("sockets_none")?;
-    let host_net_udp = vec![task.clone(), clone3.clone(), host, inet];
+    let compiled = programs().map_err(Clone::clone)?;
+    let host_net_udp = vec!["task", "clone3_enosys", "sockets_host", "inet_host"];
     let mut host_net = host_net_udp.clone();
-    host_net.push(udp);
+    host_net.push("udp_host");
+    let no_net = vec!["task", "clone3_enosys", "sockets_none"];
+    for name in host_net.iter().chain(&no_net) {
+        if !compiled.contains_key(*name) {
+            return Err(SeccompProfileError::Missing(name));
+        }
+    }
     Ok(SeccompPrograms {
         host_net,
         host_net_udp,
-        no_net: vec![task, clone3, none],
+        no_net,
     })
-}
-
-fn pack(program: &[crate::seccomp_bpf::Insn]) -> Vec<u64> {
-    program
-        .iter()
-        .map(|i| pack_bpf(i.code, i.jt, i.jf, i.k))
-        .collect()
 }
 
 #[cfg(test)]
@@ -82,6 +90,8 @@ mod tests {
         let programs = super::compile().unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(programs.host_net.len(), 5);
         assert_eq!(programs.host_net_udp.len(), 4);
-        assert!(programs.no_net.iter().all(|p| !p.is_empty()));
+        assert_eq!(programs.no_net.len(), 3);
+        let compiled = super::programs().unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(compiled.values().all(|p| !p.is_empty()));
     }
 }

@@ -132,6 +132,9 @@ pub fn main() -> ! {
     // kernel reaps our children (each task's init): nobody here waits.
     let _ = nix::unistd::setsid();
     crate::sys::ignore_sigchld();
+    // Compiled once here, inherited by every launcher: a failure is
+    // reported by each launcher that needs a filter.
+    let _ = crate::seccomp_profile::programs();
     // Each child is the init of a pid namespace of its own: unshare(NEWPID)
     // puts our next child there, and joining our own namespace again after
     // the fork lets the next unshare work (the kernel makes a new pid

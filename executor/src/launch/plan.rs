@@ -58,9 +58,10 @@ pub struct LaunchPlan {
     /// The Landlock ABI to build the ruleset for (probed by the supervisor,
     /// which refused to start if a required feature is missing).
     pub landlock_abi: i32,
-    /// Compiled seccomp programs, installed in order, each instruction packed
-    /// by [`pack_bpf`]. The strictest verdict of all of them wins.
-    pub seccomp: Vec<Vec<u64>>,
+    /// The seccomp filters, by name in the profile, installed in order (none
+    /// only on a host without seccomp whose policy allows that). The
+    /// strictest verdict of all of them wins.
+    pub seccomp: Vec<String>,
 }
 
 /// A file the init writes into the task's scratch tmpfs.
@@ -155,40 +156,4 @@ pub enum Report {
         /// Signal number, when it was killed.
         signal: Option<i32>,
     },
-}
-
-/// Packs a classic BPF instruction into a `u64` for the plan.
-pub fn pack_bpf(code: u16, jt: u8, jf: u8, k: u32) -> u64 {
-    (u64::from(code) << 48) | (u64::from(jt) << 40) | (u64::from(jf) << 32) | u64::from(k)
-}
-
-/// Inverse of [`pack_bpf`].
-pub fn unpack_bpf(v: u64) -> (u16, u8, u8, u32) {
-    ((v >> 48) as u16, (v >> 40) as u8, (v >> 32) as u8, v as u32)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plan_secrets_never_reach_debug_output() {
-        let file = ScratchFile {
-            path: ".airlock/token".into(),
-            contents: PlanSecret(zeroize::Zeroizing::new("s3cr3t-token".into())),
-        };
-        let shown = format!("{file:?}");
-        assert!(!shown.contains("s3cr3t"), "{shown}");
-        let json = serde_json::to_string(&file).unwrap_or_default();
-        assert!(
-            json.contains("s3cr3t-token"),
-            "the plan socket carries it: {json}"
-        );
-    }
-
-    #[test]
-    fn bpf_instruction_survives_packing() {
-        let ins = (0x15u16, 3u8, 250u8, 0xdead_beefu32);
-        assert_eq!(unpack_bpf(pack_bpf(ins.0, ins.1, ins.2, ins.3)), ins);
-    }
 }
