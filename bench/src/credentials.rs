@@ -81,27 +81,15 @@ impl Moto {
     /// host network (they reach the credential endpoint on loopback).
     pub fn policy(&self, dir: &Path) -> anyhow::Result<String> {
         let site = site_packages(&self.venv)?;
+        let base = crate::bench_policy(
+            dir,
+            950000,
+            200,
+            &format!("mode = \"host\"\nconnect_tcp = [{}]", self.port),
+            &format!(", \"{}\"", site.display()),
+        );
         Ok(format!(
-            r#"cluster = "bench-credentials"
-mode = "shared"
-[sandbox]
-uid_first = 950000
-uid_count = 200
-scratch_root = "{root}/tasks"
-audit_log = "{root}/audit.jsonl"
-read_only = ["/usr/lib/python3", "/usr/lib/python3.11", "/usr/lib/x86_64-linux-gnu", "/etc", "{site}"]
-[network]
-mode = "host"
-connect_tcp = [{port}]
-[limits]
-processes = 16
-[[program]]
-path = "/usr/bin/true"
-[[program]]
-path = "/usr/bin/python3"
-[[program]]
-path = "/usr/bin/sleep"
-[credentials]
+            r#"{base}[credentials]
 region = "us-east-1"
 sts_endpoint = "http://127.0.0.1:{port}"
 task_endpoint_url = "http://127.0.0.1:{port}"
@@ -110,8 +98,6 @@ users = ["alice"]
 roles = ["{ROLE}"]
 default_role = "{ROLE}"
 "#,
-            root = dir.display(),
-            site = site.display(),
             port = self.port,
         ))
     }

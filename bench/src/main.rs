@@ -7,6 +7,9 @@
 
 mod credentials;
 
+/// `[network]` for tasks without network.
+const NO_NETWORK: &str = "mode = \"none\"";
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -61,7 +64,10 @@ fn main() -> anyhow::Result<()> {
     // root), for the spawn path without gRPC.
     let local_dir = bench_dir()?;
     let local_config = local_dir.path().join("policy.toml");
-    std::fs::write(&local_config, bench_policy(local_dir.path(), 930000, 200))?;
+    std::fs::write(
+        &local_config,
+        bench_policy(local_dir.path(), 930000, 200, NO_NETWORK, ""),
+    )?;
     let local = runtime
         .block_on(airlock_executor::daemon::prepare(
             &local_config,
@@ -472,9 +478,17 @@ fn nix_is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// The bench's policy: tasks without network (they join one empty
-/// namespace), uids from `uid_first`, scratch root and audit log in `dir`.
-fn bench_policy(dir: &Path, uid_first: u32, uid_count: usize) -> String {
+/// The bench's policy: uids from `uid_first`, scratch root and audit log in
+/// `dir`, `/usr/bin/true`, python3 and sleep; tasks without network (each
+/// in an empty namespace of its own) unless `network` says otherwise, and
+/// `extra_read_only` (quoted TOML strings) readable too.
+fn bench_policy(
+    dir: &Path,
+    uid_first: u32,
+    uid_count: usize,
+    network: &str,
+    extra_read_only: &str,
+) -> String {
     format!(
         r#"cluster = "bench"
 mode = "shared"
@@ -483,9 +497,9 @@ uid_first = {uid_first}
 uid_count = {uid_count}
 scratch_root = "{root}/tasks"
 audit_log = "{root}/audit.jsonl"
-read_only = ["/usr/lib/python3", "/usr/lib/python3.11", "/usr/lib/x86_64-linux-gnu", "/etc"]
+read_only = ["/usr/lib/python3", "/usr/lib/python3.11", "/usr/lib/x86_64-linux-gnu", "/etc"{extra_read_only}]
 [network]
-mode = "none"
+{network}
 [limits]
 processes = 16
 [[program]]
@@ -511,7 +525,7 @@ impl Daemon {
     fn start(bin_dir: &Path, live: usize) -> anyhow::Result<Self> {
         let dir = bench_dir()?;
         let socket = dir.path().join("airlockd.sock");
-        let policy = bench_policy(dir.path(), 910000, live + 200);
+        let policy = bench_policy(dir.path(), 910000, live + 200, NO_NETWORK, "");
         let config = dir.path().join("policy.toml");
         std::fs::write(&config, policy)?;
         let child = Command::new(bin_dir.join("airlockd"))
