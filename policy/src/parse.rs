@@ -330,18 +330,19 @@ impl Check {
             );
         }
         let sandbox = &f.sandbox;
+        let scratch_root = self.scratch_root(&sandbox.scratch_root);
         Policy {
             cluster: f.cluster.get_ref().clone(),
             mode: self.mode(&f.mode, f.assigned_user.as_ref()),
             uid_pool: self.uid_pool(&sandbox.uid_first, &sandbox.uid_count),
-            scratch_root: self.scratch_root(&sandbox.scratch_root),
             audit_log: match &sandbox.audit_log {
                 Some(path) => self.path(path, "sandbox.audit_log"),
                 None => PathBuf::from(DEFAULT_AUDIT_LOG),
             },
             read_only: (sandbox.read_only.iter().enumerate())
-                .map(|(i, p)| self.path(p, format!("sandbox.read_only[{}]", i + 1)))
+                .map(|(i, p)| self.read_only(p, i, &scratch_root))
                 .collect(),
+            scratch_root,
             best_effort: self.layers(&sandbox.best_effort),
             network: self.network(&f.network),
             limits: self.limits(&f.limits),
@@ -587,6 +588,26 @@ impl Check {
             );
         }
         PathBuf::from(path.get_ref())
+    }
+
+    /// A read-only path must not contain the scratch root: each task's
+    /// scratch dir is a tmpfs mounted at its path inside the task's root,
+    /// which cannot lie inside a read-only bind of a host directory.
+    fn read_only(&mut self, path: &Spanned<String>, i: usize, scratch_root: &Path) -> PathBuf {
+        let key = format!("sandbox.read_only[{}]", i + 1);
+        let ro = self.path(path, key.clone());
+        if ro.is_absolute() && scratch_root.starts_with(&ro) {
+            self.push(
+                path.span(),
+                key,
+                format!(
+                    "{} contains the scratch root {}: every task's scratch dir is a tmpfs mounted below it, which a read-only bind cannot hold; list narrower paths, or move sandbox.scratch_root out of it",
+                    ro.display(),
+                    scratch_root.display()
+                ),
+            );
+        }
+        ro
     }
 
     /// The scratch root must survive the task's private mounts: a task gets

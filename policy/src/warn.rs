@@ -101,17 +101,6 @@ impl Policy {
         let mut code_dirs = Vec::new();
         for (i, ro) in self.read_only.iter().enumerate() {
             let key = format!("sandbox.read_only[{}]", i + 1);
-            if scratch.starts_with(ro) {
-                warn(
-                    key.clone(),
-                    format!(
-                        "{} contains the scratch root {}: tasks may read everything under it \
-                         that the per-task uids allow; list narrower paths",
-                        ro.display(),
-                        scratch.display()
-                    ),
-                );
-            }
             if let Some(w) = writable.iter().find(|w| ro.starts_with(w)) {
                 code_dirs.push((key.clone(), ro, *w));
             }
