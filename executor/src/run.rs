@@ -312,17 +312,10 @@ async fn execute(
         serde_json::to_vec(&plan_for(sup, task, creds)).map_err(std::io::Error::other)?,
     );
     timeline.mark("plan made");
-    let launched = sup.spawner.launch().await?;
-    timeline.mark("spawner forked the launcher");
+    // The launcher's own stages (from "plan read" on) come with `Ready`.
+    let launched = sup.spawner.launch(plan).await?;
     let init = Init(crate::sys::async_fd(launched.pidfd)?);
-    // The launcher kills the task when this socket closes, so the write
-    // half stays open (not dropped, not shut down) until the task has ended.
-    let (reports, mut plan_writer) = launched.channel.into_split();
-    plan_writer
-        .write_all(&(plan.len() as u32).to_le_bytes())
-        .await?;
-    plan_writer.write_all(&plan).await?;
-    timeline.mark("plan sent");
+    let (reports, plan_writer) = launched.channel.into_split();
 
     let mut stdin = launched.stdin;
     let data = task.request.stdin.clone();

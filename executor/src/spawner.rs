@@ -8,10 +8,12 @@
 //!
 //! Protocol, over a `SOCK_SEQPACKET` pair (the spawner's fd 3): airlockd sends
 //! one message per task, a byte and four descriptors (the task's stdin,
-//! stdout, stderr and the plan socket); the spawner forks, and answers with a
-//! byte and a pidfd of the child, the task's launcher (or an errno when the
-//! fork failed). Everything else travels on the plan socket, as before: the
-//! plan one way, [`Report`](crate::launch::plan::Report)s the other.
+//! stdout, stderr and the plan socket, on which airlockd writes the plan at
+//! the same time); the spawner reads the plan, finds the task's template
+//! root ([`crate::launch::template`]), forks, and answers with a byte and a
+//! pidfd of the child, the task's launcher and init (or an errno when the
+//! fork failed). [`Report`](crate::launch::plan::Report)s come back on the
+//! plan socket.
 //!
 //! The spawner exits when this socket closes, so it never outlives airlockd.
 //! If it dies, the next task starts a new one.
@@ -73,50 +75,69 @@ impl Spawner {
         Ok(())
     }
 
-    /// Starts a launcher for one task.
-    pub async fn launch(&self) -> std::io::Result<Launched> {
-        let (stdin_task, stdin) = pipe2()?;
-        let (stdout, stdout_task) = pipe2()?;
-        let (stderr, stderr_task) = pipe2()?;
-        let (ours, theirs) = UnixStream::pair()?;
-        let fds = [
-            stdin_task.as_raw_fd(),
-            stdout_task.as_raw_fd(),
-            stderr_task.as_raw_fd(),
-            theirs.as_raw_fd(),
-        ];
-        let pidfd = {
-            let mut conn = self.conn.lock().await;
-            // A spawner that died is replaced once; a second failure is real.
-            let mut attempt = 0;
-            loop {
-                let live = match conn.take() {
-                    Some(live) => conn.insert(live),
-                    None => conn.insert(self.start()?),
-                };
-                match request(&live.socket, &fds).await {
-                    Ok(pidfd) => break pidfd,
-                    Err(Failure::Spawner(err)) if attempt == 0 => {
-                        tracing::warn!(%err, "the spawner is gone; starting a new one");
-                        if let Some(mut dead) = conn.take() {
-                            let _ = dead.process.kill();
-                            let _ = dead.process.wait();
-                        }
-                        attempt += 1;
+    /// Starts a launcher for one task with `plan` (the JSON launch plan).
+    /// The plan is written to the task's socket while the spawner is asked,
+    /// because the spawner reads it before it forks.
+    pub async fn launch(&self, plan: zeroize::Zeroizing<Vec<u8>>) -> std::io::Result<Launched> {
+        let plan = std::sync::Arc::new(plan);
+        let mut conn = self.conn.lock().await;
+        // A spawner that died is replaced once; a second failure is real.
+        let mut attempt = 0;
+        loop {
+            let live = match conn.take() {
+                Some(live) => conn.insert(live),
+                None => conn.insert(self.start()?),
+            };
+            let (stdin_task, stdin) = pipe2()?;
+            let (stdout, stdout_task) = pipe2()?;
+            let (stderr, stderr_task) = pipe2()?;
+            let (ours, theirs) = UnixStream::pair()?;
+            ours.set_nonblocking(true)?;
+            let (reports, mut writer) = tokio::net::UnixStream::from_std(ours)?.into_split();
+            let sending = {
+                let plan = plan.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    writer.write_all(&(plan.len() as u32).to_le_bytes()).await?;
+                    writer.write_all(&plan).await?;
+                    std::io::Result::Ok(writer)
+                })
+            };
+            let fds = [
+                stdin_task.as_raw_fd(),
+                stdout_task.as_raw_fd(),
+                stderr_task.as_raw_fd(),
+                theirs.as_raw_fd(),
+            ];
+            let answer = request(&live.socket, &fds).await;
+            drop((stdin_task, stdout_task, stderr_task, theirs));
+            match answer {
+                Ok(pidfd) => {
+                    // The spawner read the whole plan before it forked.
+                    let writer = sending.await.map_err(std::io::Error::other)??;
+                    return Ok(Launched {
+                        pidfd,
+                        stdin: pipe::Sender::from_owned_fd(stdin)?,
+                        stdout: pipe::Receiver::from_owned_fd(stdout)?,
+                        stderr: pipe::Receiver::from_owned_fd(stderr)?,
+                        channel: reports.reunite(writer).map_err(std::io::Error::other)?,
+                    });
+                }
+                Err(Failure::Spawner(err)) if attempt == 0 => {
+                    sending.abort();
+                    tracing::warn!(%err, "the spawner is gone; starting a new one");
+                    if let Some(mut dead) = conn.take() {
+                        let _ = dead.process.kill();
+                        let _ = dead.process.wait();
                     }
-                    Err(Failure::Spawner(err) | Failure::Fork(err)) => return Err(err),
+                    attempt += 1;
+                }
+                Err(Failure::Spawner(err) | Failure::Fork(err)) => {
+                    sending.abort();
+                    return Err(err);
                 }
             }
-        };
-        drop((stdin_task, stdout_task, stderr_task, theirs));
-        ours.set_nonblocking(true)?;
-        Ok(Launched {
-            pidfd,
-            stdin: pipe::Sender::from_owned_fd(stdin)?,
-            stdout: pipe::Receiver::from_owned_fd(stdout)?,
-            stderr: pipe::Receiver::from_owned_fd(stderr)?,
-            channel: tokio::net::UnixStream::from_std(ours)?,
-        })
+        }
     }
 
     fn start(&self) -> std::io::Result<Conn> {

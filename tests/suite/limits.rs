@@ -137,7 +137,7 @@ except OSError as e:
     err = e.strerror
 st = os.statvfs(".")
 mounts = [l.split() for l in open("/proc/self/mountinfo")]
-fstype = [m[m.index("-") + 1] for m in mounts if m[4] == os.getcwd()]
+fstype = [m[m.index("-") + 1] for m in mounts if m[4] == os.path.dirname(os.getcwd())]
 print(json.dumps({"total": total, "error": err, "size": st.f_blocks * st.f_frsize,
                   "fstype": fstype, "mode": oct(os.stat(".").st_mode & 0o777),
                   "owner": os.stat(".").st_uid == os.getuid()}))

@@ -1,8 +1,9 @@
 //! Step 1: file descriptors, environment and signals.
 //!
-//! The spawner hands each launcher its stdio and the plan socket only
-//! (everything else it holds is `O_CLOEXEC`), but the launcher does not rely
-//! on that: it closes every fd above 3 with `close_range(2)`, marks the plan
+//! The spawner hands each launcher its stdio and the plan socket, and two
+//! fds the init uses while still root (the spawner's pidfd, the template
+//! root's namespace); the launcher closes every other fd above 3 with
+//! `close_range(2)` (it inherits the spawner's, all close-on-exec), marks the plan
 //! socket close-on-exec so the program never inherits it, resets every signal
 //! disposition and unblocks all signals.
 
@@ -30,30 +31,24 @@ pub fn take_plan_socket() -> UnixStream {
     unsafe { crate::sys::adopt_unix_stream(PLAN_FD) }
 }
 
-/// The spawner's pidfd in each launcher: kept until the uid switch, after
-/// which the init arms its parent-death signal again
-/// ([`super::namespaces::die_with_parent`]).
-pub const SPAWNER_FD: i32 = PLAN_FD + 1;
-
-/// Moves the spawner's pidfd to [`SPAWNER_FD`], close-on-exec.
-pub fn keep_spawner_pidfd(
-    pidfd: std::os::fd::OwnedFd,
-) -> Result<std::os::fd::OwnedFd, LaunchError> {
+/// Closes every inherited fd but stdio, the plan socket and `keep` (the
+/// spawner's pidfd and the template root, until the init is done with
+/// them), marks the plan socket CLOEXEC, resets signals.
+pub fn sanitize(keep: &[std::os::fd::BorrowedFd<'_>]) -> Result<(), LaunchError> {
     use std::os::fd::AsRawFd;
-    if pidfd.as_raw_fd() == SPAWNER_FD {
-        return Ok(pidfd);
+    let mut keep: Vec<u32> = keep.iter().map(|fd| fd.as_raw_fd() as u32).collect();
+    keep.sort_unstable();
+    let mut from = PLAN_FD as u32 + 1;
+    for k in keep {
+        if k < from {
+            continue;
+        }
+        if k > from {
+            crate::sys::close_fd_range(from, k - 1).map_err(sys("close inherited fds"))?;
+        }
+        from = k + 1;
     }
-    crate::sys::dup_onto(pidfd.as_fd(), SPAWNER_FD).map_err(sys("keep the spawner's pidfd"))?;
-    drop(pidfd);
-    crate::sys::set_cloexec(SPAWNER_FD).map_err(sys("keep the spawner's pidfd"))?;
-    // SAFETY: dup2 just made SPAWNER_FD; nothing else in this process owns it.
-    Ok(unsafe { crate::sys::adopt_fd(SPAWNER_FD) })
-}
-
-/// Closes inherited fds (all but stdio, the plan socket and the spawner's
-/// pidfd), marks the plan socket CLOEXEC, resets signals.
-pub fn sanitize() -> Result<(), LaunchError> {
-    crate::sys::close_fds_from(SPAWNER_FD as u32 + 1).map_err(sys("close inherited fds"))?;
+    crate::sys::close_fd_range(from, u32::MAX).map_err(sys("close inherited fds"))?;
     crate::sys::set_cloexec(PLAN_FD).map_err(sys("cloexec plan socket"))?;
     crate::sys::reset_signal_dispositions();
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)

@@ -37,6 +37,7 @@ pub mod plan;
 pub mod rlimits;
 pub mod scratch;
 pub mod seccomp;
+pub mod template;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -129,7 +130,7 @@ pub(crate) fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> Laun
 pub fn main() -> ! {
     let control = fds::take_control_socket();
     // Our own session, so a terminal's Ctrl-C reaches airlockd only, and the
-    // kernel reaps our children (each task's init): nobody here waits.
+    // kernel reaps our children (each task's init) itself: nobody waits.
     let _ = nix::unistd::setsid();
     crate::sys::ignore_sigchld();
     // Compiled once here, inherited by every launcher: a failure is
@@ -146,6 +147,7 @@ pub fn main() -> ! {
     ) else {
         std::process::exit(1)
     };
+    let mut templates = template::Templates::default();
     loop {
         let fds = match receive_request(&control) {
             Ok(Some(fds)) => fds,
@@ -153,14 +155,35 @@ pub fn main() -> ! {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => std::process::exit(1),
         };
-        if fds.len() != 4 {
+        let Ok::<[OwnedFd; 4], _>([stdin, stdout, stderr, plan_socket]) = fds.try_into() else {
             answer(&control, Err(nix::errno::Errno::EPROTO));
             continue;
-        }
+        };
+        // airlockd writes the plan before it asks: read it here, and find
+        // (or build) the task's template root before the fork.
+        let mut stages = Stages::default();
+        let mut plan_socket = UnixStream::from(plan_socket);
+        let plan = read_plan(&mut plan_socket);
+        stages.mark("plan read");
+        let template = match &plan {
+            Ok(plan) => templates.get(plan).and_then(|ns| {
+                ns.try_clone()
+                    .map(OwnedFd::from)
+                    .map_err(|e| format!("reuse the template: {e}"))
+            }),
+            Err(_) => Err(String::new()),
+        };
+        stages.mark("template root");
         if let Err(errno) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID) {
             answer(&control, Err(errno));
             continue;
         }
+        // The child holds until its pidfd exists: it could otherwise end,
+        // be reaped and its pid be reused before pidfd_open.
+        let Ok((hold, release)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+            answer(&control, Err(nix::errno::Errno::last()));
+            continue;
+        };
         let forked = fork_child();
         if !matches!(forked, Ok(ForkResult::Child)) {
             // Back to our own namespace for the next child; without it no
@@ -172,21 +195,31 @@ pub fn main() -> ! {
         }
         match forked {
             Ok(ForkResult::Child) => {
+                drop(release);
+                let _ = nix::unistd::read(&hold, &mut [0u8; 1]);
+                drop(hold);
                 // The plan socket becomes fd 3, replacing our control socket.
                 std::mem::forget(control);
-                for (target, fd) in fds.iter().enumerate() {
-                    if crate::sys::dup_onto(fd.as_fd(), target as i32).is_err() {
+                for (target, fd) in [
+                    stdin.as_fd(),
+                    stdout.as_fd(),
+                    stderr.as_fd(),
+                    plan_socket.as_fd(),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    if crate::sys::dup_onto(fd, target as i32).is_err() {
                         std::process::exit(127);
                     }
                 }
-                drop(fds);
-                drop(own_pid_ns);
-                launch_task(spawner)
+                drop((stdin, stdout, stderr, plan_socket, own_pid_ns));
+                launch_task(spawner, plan, template, stages)
             }
             Ok(ForkResult::Parent { child }) => {
-                // The child cannot have exited yet: it waits for its plan,
-                // which airlockd sends only after this answer.
-                answer(&control, crate::sys::pidfd_open(child.as_raw()));
+                let pidfd = crate::sys::pidfd_open(child.as_raw());
+                drop((hold, release));
+                answer(&control, pidfd);
             }
             Err(_) => answer(&control, Err(nix::errno::Errno::last())),
         }
@@ -220,18 +253,24 @@ fn answer(control: &OwnedFd, result: Result<OwnedFd, nix::errno::Errno>) {
 /// task's pid namespace: stdio and the plan socket (fd 3) are the task's.
 /// Never returns: it runs the task and exits with its status, or reports
 /// and exits 127.
-fn launch_task(spawner: OwnedFd) -> ! {
-    let mut stages = Stages::default();
+fn launch_task(
+    spawner: OwnedFd,
+    plan: Result<LaunchPlan, LaunchError>,
+    template: Result<OwnedFd, String>,
+    mut stages: Stages,
+) -> ! {
     stages.mark("forked by the spawner");
     let mut channel = fds::take_plan_socket();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Die with the spawner, which dies with airlockd: nothing of the
         // task outlives its supervisor, which enforces its deadline.
-        let spawner = fds::keep_spawner_pidfd(spawner)?;
         namespaces::die_with_parent(&spawner)?;
-        let plan = read_plan(&mut channel)?;
-        stages.mark("plan read");
-        init(&plan, &mut channel, spawner, stages)
+        let plan = plan?;
+        let template = template.map_err(|detail| LaunchError::Check {
+            step: "build the task's root".into(),
+            detail,
+        })?;
+        init(&plan, &mut channel, spawner, template, stages)
     }));
     let report = match outcome {
         Ok(Ok(never)) => match never {},
@@ -254,24 +293,26 @@ fn init(
     plan: &LaunchPlan,
     channel: &mut UnixStream,
     spawner: OwnedFd,
+    template: OwnedFd,
     mut stages: Stages,
 ) -> Result<std::convert::Infallible, LaunchError> {
     // 1. Nothing of the supervisor's may reach the task: close every fd but
     //    stdio and the plan socket, reset signal dispositions and mask.
-    fds::sanitize()?;
+    fds::sanitize(&[spawner.as_fd(), template.as_fd()])?;
     // 2. A new session, so the task has no controlling terminal and the
     //    supervisor's process group signals do not reach it.
     nix::unistd::setsid().map_err(sys("setsid"))?;
     stages.mark("fds, signals, session");
-    // 3. New mount, ipc and uts namespaces (the pid namespace came with the
-    //    fork), and the empty network namespace when the task has none.
-    namespaces::enter(plan)?;
-    stages.mark("namespaces");
-    // 4. Private mounts: /tmp and /dev/shm tmpfs, the scratch dir (a
-    //    bounded tmpfs holding the credentials), a fresh /proc of this pid
+    // 3. The empty network namespace when the task has none; a private copy
+    //    of the template root's mount namespace; new ipc and uts
+    //    namespaces (the pid namespace came with the fork).
+    namespaces::enter(plan, template)?;
+    stages.mark("namespaces, copy of the template root");
+    // 4. The task's own mounts: the scratch tmpfs (holding the
+    //    credentials), /tmp and /dev/shm tmpfs, a /proc of this pid
     //    namespace.
-    mounts::setup(plan)?;
-    stages.mark("own root (mounts)");
+    mounts::per_task(plan)?;
+    stages.mark("own mounts");
     // 5. rlimits while still root (lowering needs no privilege, but NPROC
     //    must be in place before the uid switch is counted).
     rlimits::apply(&plan.rlimits)?;
@@ -381,7 +422,7 @@ impl Stages {
     }
 }
 
-fn fork_child() -> Result<ForkResult, LaunchError> {
+pub(crate) fn fork_child() -> Result<ForkResult, LaunchError> {
     // SAFETY: the spawner and every launcher have exactly one thread (a
     // fresh exec that starts none), so the child may do anything after fork.
     unsafe { fork() }.map_err(sys("fork"))
@@ -416,7 +457,7 @@ fn send(channel: &mut UnixStream, report: &Report) {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -57,15 +57,43 @@ const DEVICES: [(&str, u64, u32); 5] = [
     ("urandom", 9, 0o444),
 ];
 
-/// Builds the new root and enters it.
+/// What a template root holds: the same for every task of one policy and
+/// one set of executables.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TemplateSpec {
+    /// The policy's read-only paths.
+    pub read_only: Vec<PathBuf>,
+    /// The task's executables.
+    pub executables: Vec<PathBuf>,
+    /// Where scratch dirs live; the task's scratch tmpfs is mounted here.
+    pub scratch_root: PathBuf,
+}
+
+impl TemplateSpec {
+    /// The template a plan needs.
+    pub fn of(plan: &LaunchPlan) -> Self {
+        Self {
+            read_only: plan.read_only.clone(),
+            executables: plan.executables.clone(),
+            scratch_root: plan
+                .scratch
+                .parent()
+                .map_or_else(|| PathBuf::from("/"), Path::to_path_buf),
+        }
+    }
+}
+
+/// Builds a template root and makes it this mount namespace's root (the
+/// caller has just unshared one). Each task's init later copies this
+/// namespace and adds only its own writable filesystems ([`per_task`]).
 ///
 /// The order keeps mount calls few (each costs tens of µs, and again when
 /// the namespace is torn down): every directory, node and mount point is made
 /// first, the host paths are bound, then one recursive `mount_setattr` makes
 /// the whole tree read-only, `nosuid` and `nodev` (submounts of the bound
-/// paths included), one more lets `/dev`'s nodes work, and only then are the
-/// writable filesystems mounted on their mount points.
-pub fn setup(plan: &LaunchPlan) -> Result<(), LaunchError> {
+/// paths included) and one more lets `/dev`'s nodes work. Every mount ends
+/// up private: what a task mounts in its copy never reaches the template.
+pub fn build_template(spec: &TemplateSpec) -> Result<(), LaunchError> {
     mount(
         None::<&str>,
         "/",
@@ -89,13 +117,13 @@ pub fn setup(plan: &LaunchPlan) -> Result<(), LaunchError> {
     };
     tree.copy_top_level_links()?;
     make_dev(&root.join("dev"))?;
-    for path in &plan.read_only {
+    for path in &spec.read_only {
         tree.bind(path)?;
     }
-    for path in &plan.executables {
+    for path in &spec.executables {
         tree.bind(path)?;
     }
-    let scratch = tree.plain_dirs(&plan.scratch)?;
+    tree.plain_dirs(&spec.scratch_root)?;
     for dir in ["tmp", "proc"] {
         std::fs::create_dir_all(root.join(dir)).map_err(io(format!("create /{dir}")))?;
     }
@@ -114,33 +142,48 @@ pub fn setup(plan: &LaunchPlan) -> Result<(), LaunchError> {
         MOUNT_ATTR_NODEV,
     )
     .map_err(sys("let the nodes of /dev work"))?;
-    super::scratch::mount_on(&scratch, plan)?;
+    nix::unistd::chdir(root).map_err(sys("enter the new root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root"))?;
+    nix::unistd::chdir("/").map_err(sys("chdir /"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(sys("make the template's mounts private"))?;
+    Ok(())
+}
+
+/// In the task's own copy of its template's namespace: the scratch tmpfs
+/// (with the task's scratch dir and credential files), fresh tmpfs on /tmp
+/// and /dev/shm, and a procfs of the task's pid namespace.
+pub fn per_task(plan: &LaunchPlan) -> Result<(), LaunchError> {
+    super::scratch::mount_on(plan)?;
     let tmpfs_options = format!(
         "size={},nr_inodes=16384,mode=1777",
         plan.tmp_bytes.max(4096)
     );
-    for dir in ["tmp", "dev/shm"] {
+    for dir in ["/tmp", "/dev/shm"] {
         mount(
             Some("tmpfs"),
-            &root.join(dir),
+            dir,
             Some("tmpfs"),
             HARDENED,
             Some(tmpfs_options.as_str()),
         )
-        .map_err(sys(format!("mount tmpfs on /{dir}")))?;
+        .map_err(sys(format!("mount tmpfs on {dir}")))?;
     }
     mount(
         Some("proc"),
-        &root.join("proc"),
+        "/proc",
         Some("proc"),
         HARDENED,
         Some("subset=pid"),
     )
     .map_err(sys("mount /proc"))?;
-    nix::unistd::chdir(root).map_err(sys("enter the new root"))?;
-    nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root"))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(sys("detach the old root"))?;
-    nix::unistd::chdir("/").map_err(sys("chdir /"))?;
     Ok(())
 }
 

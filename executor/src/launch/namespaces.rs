@@ -12,14 +12,19 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use super::plan::{LaunchPlan, NetPlan};
 use super::{io, sys, LaunchError};
 
-/// Unshares the namespaces and joins the planned network namespace.
-pub fn enter(plan: &LaunchPlan) -> Result<(), LaunchError> {
-    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
-        .map_err(sys("unshare mount, ipc and uts namespaces"))?;
+/// Joins the planned network namespace, then the template root's mount
+/// namespace, and unshares a private copy of it and new ipc and uts
+/// namespaces. The network comes first: its path is under the host's /proc.
+pub fn enter(plan: &LaunchPlan, template: OwnedFd) -> Result<(), LaunchError> {
     if let NetPlan::None { netns } = &plan.network {
         let ns = std::fs::File::open(netns).map_err(io("open the empty network namespace"))?;
         setns(ns, CloneFlags::CLONE_NEWNET).map_err(sys("join the empty network namespace"))?;
     }
+    setns(&template, CloneFlags::CLONE_NEWNS).map_err(sys("join the template root"))?;
+    drop(template);
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
+        .map_err(sys("unshare mount, ipc and uts namespaces"))?;
+    nix::sys::prctl::set_name(c"airlock-init").ok();
     nix::unistd::sethostname("airlock").map_err(sys("set hostname"))?;
     Ok(())
 }

@@ -5,8 +5,9 @@
 //! worker's disk and starve its neighbours. A tmpfs has a size and an inode
 //! bound of its own (`size=`, `nr_inodes=`): past them writes fail with
 //! `ENOSPC`, and only this task sees that. It is mounted `nosuid,nodev,noexec`
-//! (nothing written there can be executed or mapped executable), 0700 and
-//! owned by the task's uid, at the same path the task has always had, and it
+//! (nothing written there can be executed or mapped executable) on the
+//! scratch root of the task's own root, and holds only the task's dir (0700,
+//! owned by the task's uid, at the same path the task has always had); it
 //! vanishes with the task's mount namespace: nothing of it reaches the host's
 //! disk, so purge has nothing to remove and nothing to trip over.
 //!
@@ -32,24 +33,41 @@ use super::{io, sys, LaunchError};
 /// `size=` does not count, so it is bounded too.
 pub const SCRATCH_INODES: u64 = 65_536;
 
-/// Mounts the scratch tmpfs on `target` (the scratch path inside the new
-/// root, an empty directory) and writes the plan's files into it.
-pub fn mount_on(target: &Path, plan: &LaunchPlan) -> Result<(), LaunchError> {
+/// Mounts the task's scratch tmpfs on the scratch root (a mount point in
+/// the task's template root: 0711, root's), makes the task's scratch dir in
+/// it (0700, the task uid's) and writes the plan's files there. The tmpfs
+/// holds nothing but this task's dir.
+pub fn mount_on(plan: &LaunchPlan) -> Result<(), LaunchError> {
+    let root = plan.scratch.parent().ok_or_else(|| LaunchError::Check {
+        step: "mount the scratch tmpfs".into(),
+        detail: format!("{} has no parent directory", plan.scratch.display()),
+    })?;
     let options = format!(
-        "size={},nr_inodes={SCRATCH_INODES},mode=0700,uid={uid},gid={uid}",
+        "size={},nr_inodes={SCRATCH_INODES},mode=0711",
         plan.scratch_bytes.max(4096),
-        uid = plan.uid
     );
     mount(
         Some("tmpfs"),
-        target,
+        root,
         Some("tmpfs"),
         super::mounts::HARDENED,
         Some(options.as_str()),
     )
     .map_err(sys("mount the scratch tmpfs"))?;
+    let step = "make the scratch dir";
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&plan.scratch)
+        .map_err(io(step))?;
+    let id = Some(nix::unistd::Uid::from_raw(plan.uid));
+    nix::unistd::chown(
+        &plan.scratch,
+        id,
+        Some(nix::unistd::Gid::from_raw(plan.uid)),
+    )
+    .map_err(sys(step))?;
     for file in &plan.scratch_files {
-        write_private(target, file, plan.uid)?;
+        write_private(&plan.scratch, file, plan.uid)?;
     }
     Ok(())
 }

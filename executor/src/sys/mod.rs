@@ -31,11 +31,11 @@ pub fn landlock_abi() -> i32 {
     check(ret).map_or(0, |v| v as i32)
 }
 
-/// Closes every fd from `first` up.
-pub fn close_fds_from(first: u32) -> Result<(), Errno> {
+/// Closes every fd from `first` to `last`, both included.
+pub fn close_fd_range(first: u32, last: u32) -> Result<(), Errno> {
     // SAFETY: close_range only closes descriptors; the caller owns every fd
-    // at or above `first` (the launcher keeps nothing there).
-    check(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) }).map(drop)
+    // in the range (the launcher keeps nothing there).
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }).map(drop)
 }
 
 /// Opens a pidfd for `pid` (pidfd_open(2)).
