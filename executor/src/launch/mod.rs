@@ -163,6 +163,9 @@ pub fn main() -> ! {
         // (or build) the task's template root before the fork.
         let mut stages = Stages::default();
         let mut plan_socket = UnixStream::from(plan_socket);
+        // airlockd writes it as it asks; a plan that never comes must not
+        // stall every later task.
+        let _ = plan_socket.set_read_timeout(Some(std::time::Duration::from_secs(5)));
         let plan = read_plan(&mut plan_socket);
         stages.mark("plan read");
         let template = match &plan {

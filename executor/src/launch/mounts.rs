@@ -1,4 +1,7 @@
-//! Step 5: the task's root filesystem, built in its own mount namespace.
+//! Step 5: the task's root filesystem. Its read-only part is a template
+//! ([`build_template`], kept by the spawner in a mount namespace of its
+//! own, see `template.rs`); each task's init copies that namespace and adds
+//! its own writable filesystems ([`per_task`]).
 //!
 //! The task does not see the host's root. It gets a new root: an empty
 //! tmpfs (read-only once built) holding only
@@ -7,8 +10,9 @@
 //!   (the symlinks on the way
 //!   to them are copied, so `/lib64/ld-linux-x86-64.so.2` resolves as on the
 //!   host, and so do the host's top-level links such as `/lib -> usr/lib`);
-//! - the scratch dir at its usual path: a tmpfs of its own, sized by the
-//!   plan, read-write, `nosuid,nodev,noexec` (`scratch.rs`): a task cannot
+//! - the scratch dir at its usual path, in a tmpfs of its own mounted on the
+//!   scratch root, sized by the plan, read-write, `nosuid,nodev,noexec`
+//!   (`scratch.rs`): a task cannot
 //!   execute, or load through the dynamic loader (`mmap(PROT_EXEC)` fails
 //!   on noexec), anything it wrote, nor fill the host's disk;
 //! - `/tmp` and `/dev/shm`: fresh tmpfs, bounded by the plan's `tmp_bytes`,
@@ -25,8 +29,9 @@
 //! new root may be read, written or executed.
 //!
 //! Every mount is first made a slave (`MS_SLAVE|MS_REC`): nothing propagates
-//! to the host. The new root is entered with `pivot_root(".", ".")` and the
-//! old root detached (pivot_root(2), NOTES). See mount(2),
+//! to the host. The template is entered with `pivot_root(".", ".")`, the old
+//! root detached (pivot_root(2), NOTES), and everything left made private:
+//! nothing a task mounts in its copy reaches the template or other tasks. See mount(2),
 //! mount_namespaces(7), tmpfs(5), proc(5).
 
 use std::collections::VecDeque;
