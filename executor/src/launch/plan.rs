@@ -157,3 +157,23 @@ pub enum Report {
         signal: Option<i32>,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_secrets_never_reach_debug_output() {
+        let file = ScratchFile {
+            path: ".airlock/token".into(),
+            contents: PlanSecret(zeroize::Zeroizing::new("s3cr3t-token".into())),
+        };
+        let shown = format!("{file:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        let json = serde_json::to_string(&file).unwrap_or_default();
+        assert!(
+            json.contains("s3cr3t-token"),
+            "the plan socket carries it: {json}"
+        );
+    }
+}
