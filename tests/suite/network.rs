@@ -308,6 +308,9 @@ async fn tasks_without_network_each_get_a_namespace_of_their_own() {
         .await
         .unwrap();
     bob.await.unwrap();
+    // airlockd checks and returns the namespace off the task's path (after
+    // its Exited event): give it a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let carol = d.python("carol", NETNS_LOOKER).await.json();
     assert_eq!(
         carol["ns"],
