@@ -298,8 +298,11 @@ async fn tasks_without_network_each_get_a_namespace_of_their_own() {
         "alice sees bob's abstract socket: {alice}"
     );
 
-    // Once bob's task is gone its namespace is reused (the pool), and
-    // nothing of bob's survives in it.
+    // Once bob's task is gone its namespace is reused (the pool, last in
+    // first out), and nothing of bob's survives in it. airlockd takes a
+    // namespace back off the task's path, after its Exited event: wait for
+    // alice's before bob's ends, and for bob's before carol starts.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     d.client()
         .await
         .cancel_task(airlock_protocol::v1::CancelTaskRequest {
@@ -308,14 +311,13 @@ async fn tasks_without_network_each_get_a_namespace_of_their_own() {
         .await
         .unwrap();
     bob.await.unwrap();
-    // airlockd checks and returns the namespace off the task's path (after
-    // its Exited event): give it a moment.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let carol = d.python("carol", NETNS_LOOKER).await.json();
     assert_eq!(
         carol["ns"],
         bob_ns.as_str(),
-        "the pool did not reuse bob's namespace"
+        "the pool did not reuse bob's namespace; airlockd's log:\n{}",
+        d.log()
     );
     assert!(
         !carol["unix"]
