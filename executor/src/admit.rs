@@ -1,6 +1,7 @@
 //! Admit: validate the request's shape, ask the policy, audit the decision,
 //! then reserve what the task needs: its id in the registry, a uid from the
-//! pool, and its scratch dir (0700, owned by that uid).
+//! pool, and for a task without network an empty network namespace. (Its
+//! scratch dir is a tmpfs its init mounts; nothing is made on the host.)
 
 use std::path::PathBuf;
 use std::sync::Arc;
