@@ -33,30 +33,7 @@ pub type EventSender = mpsc::Sender<Result<TaskEvent, Status>>;
 /// How long the task's end may take after its init closed its socket.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
-/// When each stage of one task's life ended, as [`crate::sys::monotonic_ns`]
-/// times from admission on: the supervisor's stages and, in between, the
-/// launcher's ([`Report::Ready`]). `scripts/bench` reports the median of each.
-#[derive(Debug, Clone, Default)]
-pub struct Timeline(pub Vec<(String, u64)>);
-
-impl Timeline {
-    fn mark(&mut self, stage: &str) {
-        self.0.push((stage.to_string(), crate::sys::monotonic_ns()));
-    }
-
-    /// Each stage and how long it took after the one before, in µs.
-    pub fn durations_us(&self) -> Vec<(String, f64)> {
-        self.0
-            .windows(2)
-            .map(|w| {
-                (
-                    w[1].0.clone(),
-                    w[1].1.saturating_sub(w[0].1) as f64 / 1000.0,
-                )
-            })
-            .collect()
-    }
-}
+pub use crate::launch::plan::Timeline;
 
 /// Runs an admitted task to the end, purges it, reports and records it.
 /// Returns the task's timeline (logged at debug level too).
@@ -346,7 +323,7 @@ async fn execute(
                 match line {
                     Ok(Some(line)) => match serde_json::from_str::<Report>(&line) {
                         Ok(Report::Ready { layers, landlock_abi, stages }) => {
-                            timeline.0.extend(stages);
+                            timeline.0.extend(stages.0);
                             timeline.mark("ready received");
                             set_state(sup, &task.id, TaskState::Running);
                             let started = Started {

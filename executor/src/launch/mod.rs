@@ -47,7 +47,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{fork, ForkResult, Pid};
 
-use plan::{LaunchPlan, Report, MAX_PLAN_BYTES};
+use plan::{LaunchPlan, Report, Timeline, MAX_PLAN_BYTES};
 
 /// Errors of one launch step; the report names the step and the cause.
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +161,7 @@ pub fn main() -> ! {
         };
         // airlockd writes the plan before it asks: read it here, and find
         // (or build) the task's template root before the fork.
-        let mut stages = Stages::default();
+        let mut stages = Timeline::default();
         let mut plan_socket = UnixStream::from(plan_socket);
         // airlockd writes it as it asks; a plan that never comes must not
         // stall every later task.
@@ -260,7 +260,7 @@ fn launch_task(
     spawner: OwnedFd,
     plan: Result<LaunchPlan, LaunchError>,
     template: Result<OwnedFd, String>,
-    mut stages: Stages,
+    mut stages: Timeline,
 ) -> ! {
     stages.mark("forked by the spawner");
     let mut channel = fds::take_plan_socket();
@@ -297,7 +297,7 @@ fn init(
     channel: &mut UnixStream,
     spawner: OwnedFd,
     template: OwnedFd,
-    mut stages: Stages,
+    mut stages: Timeline,
 ) -> Result<std::convert::Infallible, LaunchError> {
     // 1. Nothing of the supervisor's may reach the task: close every fd but
     //    stdio and the plan socket, reset signal dispositions and mask.
@@ -373,7 +373,7 @@ fn init(
         &Report::Ready {
             layers: layers.iter().map(|l| l.to_string()).collect(),
             landlock_abi: plan.landlock_abi,
-            stages: stages.0,
+            stages,
         },
     );
     let child = program.spawn()?;
@@ -412,16 +412,6 @@ fn reap_until(
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
             Err(err) => return Err(sys("wait for the program")(err)),
         }
-    }
-}
-
-/// When each setup step ended ([`Report::Ready`]'s `stages`).
-#[derive(Default)]
-struct Stages(Vec<(String, u64)>);
-
-impl Stages {
-    fn mark(&mut self, step: &str) {
-        self.0.push((step.to_string(), crate::sys::monotonic_ns()));
     }
 }
 

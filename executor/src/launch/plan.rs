@@ -136,11 +136,10 @@ pub enum Report {
         layers: Vec<String>,
         /// The Landlock ABI enforced.
         landlock_abi: i32,
-        /// When each setup step ended: the step's name and the
-        /// CLOCK_MONOTONIC time in ns ([`crate::sys::monotonic_ns`]), which
-        /// the supervisor shares, so it can tell what each stage cost.
+        /// When each setup step ended, on the clock the supervisor shares,
+        /// so it can tell what each stage cost.
         #[serde(default)]
-        stages: Vec<(String, u64)>,
+        stages: Timeline,
     },
     /// A setup step failed; the program was not executed.
     Failed {
@@ -156,6 +155,34 @@ pub enum Report {
         /// Signal number, when it was killed.
         signal: Option<i32>,
     },
+}
+
+/// When each stage of one task's life ended: the stage's name and the
+/// CLOCK_MONOTONIC time in ns ([`crate::sys::monotonic_ns`]), one clock for
+/// the supervisor and the launcher. The launcher's stages come in
+/// [`Report::Ready`]; the supervisor's wrap them (`run::run`), and
+/// `scripts/bench` reports the median of each.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Timeline(pub Vec<(String, u64)>);
+
+impl Timeline {
+    /// Records that `stage` ended now.
+    pub fn mark(&mut self, stage: &str) {
+        self.0.push((stage.to_string(), crate::sys::monotonic_ns()));
+    }
+
+    /// Each stage and how long it took after the one before, in µs.
+    pub fn durations_us(&self) -> Vec<(String, f64)> {
+        self.0
+            .windows(2)
+            .map(|w| {
+                (
+                    w[1].0.clone(),
+                    w[1].1.saturating_sub(w[0].1) as f64 / 1000.0,
+                )
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
