@@ -46,7 +46,7 @@ pub async fn run(sup: Arc<Supervisor>, task: Admitted, events: EventSender) -> T
 
 async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSender) -> Timeline {
     let mut timeline = Timeline(vec![("received".to_string(), task.received_ns)]);
-    timeline.mark("admitted (policy, uid, scratch dir, audit)");
+    timeline.mark("admitted (policy, uid, netns lease, audit)");
     let creds = crate::credentials::for_task(&sup, &task).await;
     timeline.mark("credentials");
     // `reaped`: the task's init has exited, so the kernel has reaped every
@@ -292,7 +292,6 @@ async fn execute(
     // The launcher's own stages (from "plan read" on) come with `Ready`.
     let launched = sup.spawner.launch(plan).await?;
     let init = Init(crate::sys::async_fd(launched.pidfd)?);
-    let (reports, plan_writer) = launched.channel.into_split();
 
     let mut stdin = launched.stdin;
     let data = task.request.stdin.clone();
@@ -312,7 +311,7 @@ async fn execute(
     let client_gone = Arc::new(Notify::new());
     let output_sent = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
-    let mut lines = BufReader::new(reports).lines();
+    let mut lines = BufReader::new(launched.reports).lines();
     let mut killed: Option<KillCause> = None;
     let mut failure: Option<String> = None;
     let mut exit: Option<(Option<i32>, Option<i32>)> = None;
@@ -348,7 +347,7 @@ async fn execute(
                         }
                         Ok(Report::Failed { step, error }) => failure = Some(format!("sandbox setup failed ({step}): {error}")),
                         Ok(Report::Exited { code, signal }) => {
-                            timeline.mark("program exited (fork, exec, run)");
+                            timeline.mark("program exited (spawn, exec, run)");
                             exit = exit.or(Some((code, signal)));
                         }
                         Err(err) => tracing::warn!(?err, "unreadable launcher report"),
@@ -372,7 +371,6 @@ async fn execute(
     // The report stream ended: the init has closed its files, on its way
     // out. Its pidfd turns readable once the kernel has also killed and
     // reaped every other process of its pid namespace.
-    drop(plan_writer);
     timeline.mark("init exiting");
     let mut reaped = tokio::time::timeout(KILL_GRACE, init.exited())
         .await

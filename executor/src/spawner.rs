@@ -53,8 +53,9 @@ pub struct Launched {
     pub stdout: pipe::Receiver,
     /// The task's stderr.
     pub stderr: pipe::Receiver,
-    /// The plan socket.
-    pub channel: tokio::net::UnixStream,
+    /// The plan socket's read half, on which the launcher reports (the
+    /// plan has been written and read: nothing more goes the other way).
+    pub reports: tokio::net::unix::OwnedReadHalf,
 }
 
 impl Spawner {
@@ -100,7 +101,7 @@ impl Spawner {
                     use tokio::io::AsyncWriteExt;
                     writer.write_all(&(plan.len() as u32).to_le_bytes()).await?;
                     writer.write_all(&plan).await?;
-                    std::io::Result::Ok(writer)
+                    std::io::Result::Ok(())
                 })
             };
             let fds = [
@@ -114,13 +115,13 @@ impl Spawner {
             match answer {
                 Ok(pidfd) => {
                     // The spawner read the whole plan before it forked.
-                    let writer = sending.await.map_err(std::io::Error::other)??;
+                    sending.await.map_err(std::io::Error::other)??;
                     return Ok(Launched {
                         pidfd,
                         stdin: pipe::Sender::from_owned_fd(stdin)?,
                         stdout: pipe::Receiver::from_owned_fd(stdout)?,
                         stderr: pipe::Receiver::from_owned_fd(stderr)?,
-                        channel: reports.reunite(writer).map_err(std::io::Error::other)?,
+                        reports,
                     });
                 }
                 Err(Failure::Spawner(err)) if attempt == 0 => {

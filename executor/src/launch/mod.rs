@@ -159,12 +159,11 @@ pub fn main() -> ! {
             answer(&control, Err(nix::errno::Errno::EPROTO));
             continue;
         };
-        // airlockd writes the plan before it asks: read it here, and find
-        // (or build) the task's template root before the fork.
+        // airlockd writes the plan as it asks: read it here, and find (or
+        // build) the task's template root before the fork. A plan that never
+        // comes must not stall every later task.
         let mut stages = Timeline::default();
         let mut plan_socket = UnixStream::from(plan_socket);
-        // airlockd writes it as it asks; a plan that never comes must not
-        // stall every later task.
         let _ = plan_socket.set_read_timeout(Some(std::time::Duration::from_secs(5)));
         let plan = read_plan(&mut plan_socket);
         stages.mark("plan read");
@@ -320,8 +319,8 @@ fn init(
     //    must be in place before the uid switch is counted).
     rlimits::apply(&plan.rlimits)?;
     // 6. Open everything Landlock and exec need while we can still see it,
-    //    and build the ruleset. seccomp programs were compiled by the
-    //    supervisor.
+    //    and build the ruleset. The seccomp filters were compiled by the
+    //    spawner before it forked.
     let ruleset = landlock::prepare(plan)?;
     stages.mark("rlimits, Landlock ruleset");
     let program = exec::Program::open(plan)?;
@@ -363,7 +362,7 @@ fn init(
         layers.push("seccomp");
     }
     stages.mark("seccomp");
-    // 10. Tell the supervisor, then fork the program's process: it execs
+    // 10. Tell the supervisor, then spawn the program's process: it execs
     //     exactly the opened file, while this init (as confined as the task)
     //     reaps orphans and passes on the program's exit. The program is not
     //     pid 1, so the kernel's signals (SIGXCPU, SIGXFSZ) and its own
