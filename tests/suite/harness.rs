@@ -95,18 +95,25 @@ pub struct Daemon {
 
 pub const UID_COUNT: u32 = 50;
 
+/// A temporary dir that tasks can reach: under /var/tmp, not /tmp (tasks
+/// get a private /tmp, which would hide it), and 0755 so task uids can
+/// traverse it.
+pub fn shared_tempdir(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
+
 impl Daemon {
     pub fn start(opts: Opts) -> Daemon {
-        // Not under /tmp: tasks get a private /tmp, which would hide it.
-        let dir = tempfile::Builder::new()
-            .prefix("airlock-test-")
-            .tempdir_in("/var/tmp")
-            .unwrap();
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let dir = shared_tempdir("airlock-test-");
         let uid_first = 300_000
             + NEXT_POOL.fetch_add(1, Ordering::SeqCst) * 1000
             + (std::process::id() % 100) * 100_000;

@@ -37,12 +37,7 @@ async fn pinned_program_swapped_after_load_is_refused_and_never_runs() {
     if !privileged() {
         return;
     }
-    // Not under /tmp (tasks get a private one); traversable by task uids.
-    let bin = tempfile::Builder::new()
-        .prefix("airlock-pin-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = shared_tempdir("airlock-pin-");
     let pinned = bin.path().join("python3-pinned");
     let unpinned = bin.path().join("python3-unpinned");
     for copy in [&pinned, &unpinned] {
@@ -621,11 +616,7 @@ async fn allowlisted_scripts_run_through_their_interpreter_pinned_or_not() {
     if !privileged() {
         return;
     }
-    let bin = tempfile::Builder::new()
-        .prefix("airlock-script-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = shared_tempdir("airlock-script-");
     let script = "#!/usr/bin/python3\nimport os, sys\nprint('script', sys.argv[1:], len(os.listdir('/proc/self/fd')))\n";
     let (pinned, plain) = (bin.path().join("pinned.py"), bin.path().join("plain.py"));
     for path in [&pinned, &plain] {
