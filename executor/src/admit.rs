@@ -36,8 +36,8 @@ pub enum AdmitError {
     /// The SAML assertion cannot be used.
     #[error(transparent)]
     Credentials(#[from] crate::credentials::CredentialError),
-    /// No network namespace could be made for a task without network.
-    #[error("could not create a network namespace for the task; the worker may be out of memory or namespaces (see /proc/sys/user/max_net_namespaces)")]
+    /// No network namespace could be made for the task.
+    #[error("could not create a network namespace for the task: {0}; the worker may be out of memory or namespaces (see /proc/sys/user/max_net_namespaces), or see airlockd's log")]
     Netns(#[source] std::io::Error),
 }
 
@@ -64,8 +64,9 @@ pub struct Admitted {
     pub received_ns: u64,
     /// The AWS role the task gets credentials for, if any.
     pub grant: Option<crate::credentials::Grant>,
-    /// The task's own empty network namespace (network mode `none`), leased
-    /// until its processes are gone.
+    /// The task's own network namespace (empty in network mode `none`,
+    /// wired to the worker in mode `host`), leased until its processes are
+    /// gone.
     pub netns: Option<crate::netns::NetnsLease>,
 }
 
@@ -254,16 +255,17 @@ pub fn admit(
     // The task's init mounts a tmpfs of its own here; nothing is made on
     // the host.
     let scratch = policy.policy.scratch_root.join(&id);
-    let netns = match policy.policy.network.mode {
-        airlock_policy::NetworkMode::None => match sup.netns.take() {
-            Ok(lease) => Some(lease),
-            Err(source) => {
-                sup.registry().live.remove(&id);
-                sup.uids.release(uid);
-                return Err(AdmitError::Netns(source));
-            }
-        },
-        airlock_policy::NetworkMode::Host => None,
+    let lease = match policy.policy.network.mode {
+        airlock_policy::NetworkMode::None => sup.netns.take(),
+        airlock_policy::NetworkMode::Host => sup.netns.take_wired(),
+    };
+    let netns = match lease {
+        Ok(lease) => Some(lease),
+        Err(source) => {
+            sup.registry().live.remove(&id);
+            sup.uids.release(uid);
+            return Err(AdmitError::Netns(source));
+        }
     };
     Ok(Admitted {
         id,

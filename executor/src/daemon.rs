@@ -2,8 +2,9 @@
 //!
 //! Start-up order: load and validate the policy; check this host has every
 //! sandbox layer the policy requires (refuse to start otherwise, naming the
-//! layer); compile seccomp; make the empty network namespace (in a thread
-//! of its own); kill what a crashed run left (processes of pool uids,
+//! layer); compile seccomp; in network mode host set the host up for
+//! tasks' networks ([`crate::netns::host`]); make tasks' network namespaces
+//! ahead; kill what a crashed run left (processes of pool uids,
 //! scratch dirs); start the spawner ([`crate::spawner`]); then serve. On SIGHUP: reload the policy file
 //! ([`crate::reload`]). On SIGTERM/SIGINT: health goes NOT_SERVING,
 //! every task is cancelled and purged, then the process exits.
@@ -84,7 +85,7 @@ pub struct Prepared {
 }
 
 /// Everything before serving: loads the policy at `config`, checks the
-/// host's layers, compiles seccomp, makes the empty network namespace,
+/// host's layers, compiles seccomp, makes tasks' network namespaces,
 /// cleans up after a crashed run, and starts the spawner (`launcher`, by
 /// default airlock-launch beside this binary). The benchmark uses it to run
 /// tasks in-process, without gRPC.
@@ -96,14 +97,21 @@ pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<P
     let policy_sha256 = crate::pin::sha256_hex(text.as_bytes())?;
     let layers = check_layers(&policy)?;
     let seccomp = crate::seccomp_profile::compile()?;
-    // Tasks without network each get an empty network namespace of their
-    // own from this pool; made ahead, so that the spawn path only joins one.
-    let netns_ahead = match policy.network.mode {
-        airlock_policy::NetworkMode::None => (policy.uid_pool.count as usize).min(NETNS_AHEAD),
-        airlock_policy::NetworkMode::Host => 0,
+    // Every task gets a network namespace of its own from this pool; made
+    // ahead, so that the spawn path only joins one. Tasks on the network
+    // need the host set up for them first.
+    let ahead = (policy.uid_pool.count as usize).min(NETNS_AHEAD);
+    let (empty, wired) = match policy.network.mode {
+        airlock_policy::NetworkMode::None => (ahead, 0),
+        airlock_policy::NetworkMode::Host => {
+            crate::netns::host::setup()
+                .map_err(anyhow::Error::msg)
+                .context("set up the host for network mode host")?;
+            (0, ahead)
+        }
     };
-    let netns = crate::netns::NetnsPool::new(netns_ahead, policy.uid_pool.count as usize)
-        .context("create the empty network namespaces for tasks without network")?;
+    let netns = crate::netns::NetnsPool::new(empty, wired, policy.uid_pool.count as usize)
+        .context("create the tasks' network namespaces")?;
     let launcher = match launcher {
         Some(p) => p.to_path_buf(),
         None => std::env::current_exe()?
@@ -315,8 +323,7 @@ fn lock_scratch_root(root: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::F
 /// The lock file in the scratch root; task ids never start with '.'.
 pub const LOCK_FILE: &str = ".airlockd.lock";
 
-/// Empty network namespaces made at start-up for tasks without network
-/// (more are made when they run out).
+/// Network namespaces made at start-up (more are made when they run out).
 const NETNS_AHEAD: usize = 16;
 
 /// A parsed `--listen` value.

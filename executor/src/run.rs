@@ -199,14 +199,7 @@ fn plan_for(sup: &Supervisor, task: &Admitted, creds: Option<&TaskCredentials>) 
                 false => sup.seccomp.host_net.clone(),
             },
         ),
-        airlock_policy::NetworkMode::None => (
-            NetPlan::None {
-                // Admission leased one for every task without network; an
-                // empty path fails the launch closed.
-                netns: task.netns.as_ref().map(|n| n.path()).unwrap_or_default(),
-            },
-            sup.seccomp.no_net.clone(),
-        ),
+        airlock_policy::NetworkMode::None => (NetPlan::None, sup.seccomp.no_net.clone()),
     };
     // Empty only on a host without seccomp whose policy allows that.
     let seccomp = if sup.host.seccomp {
@@ -231,6 +224,9 @@ fn plan_for(sup: &Supervisor, task: &Admitted, creds: Option<&TaskCredentials>) 
         read_only: policy.read_only.clone(),
         executables: policy.executables_for(&req.user, &req.groups),
         network,
+        // Admission leased one for every task; an empty path fails the
+        // launch closed.
+        netns: task.netns.as_ref().map(|n| n.path()).unwrap_or_default(),
         rlimits: Rlimits {
             memory_bytes: l.memory_bytes,
             processes: l.processes,

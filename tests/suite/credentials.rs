@@ -12,7 +12,6 @@
 //! so SAML is tested on a second moto without enforcement. STS errors moto
 //! cannot produce come from a small fake STS in this file.
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -192,7 +191,7 @@ impl Creds {
 [credentials]
 region = "us-east-1"
 sts_endpoint = "http://127.0.0.1:{sts}"
-task_endpoint_url = "http://127.0.0.1:{task}"
+task_endpoint_url = "http://10.213.0.1:{task}"
 duration = {duration}
 refresh_margin = {margin}
 
@@ -252,21 +251,42 @@ fn issued(d: &Daemon) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// GETs a task's credentials from the endpoint as `uid` (outside any
-/// sandbox): the HTTP status, or 0 when the connection fails.
-fn fetch_as(uid: u32, url: &str, token: &str) -> u16 {
-    let code = "import sys, urllib.request, urllib.error\n\
-        req = urllib.request.Request(sys.argv[1], headers={'Authorization': sys.argv[2]})\n\
-        try: print(urllib.request.urlopen(req, timeout=5).status)\n\
-        except urllib.error.HTTPError as e: print(e.code)\n\
-        except Exception: print(0)\n";
-    let out = Command::new("/usr/bin/python3")
-        .args(["-c", code, url, token])
-        .uid(uid)
-        .gid(uid)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+/// GETs a task's credentials from the endpoint from inside network
+/// namespace `ns` (a task's, held open by the test), or from the host's:
+/// the HTTP status, or 0 when the connection fails.
+fn fetch_from(ns: Option<&std::fs::File>, url: &str, token: &str) -> u16 {
+    let ns = ns.map(|f| f.try_clone().unwrap());
+    let (url, token) = (url.to_owned(), token.to_owned());
+    std::thread::spawn(move || {
+        if let Some(ns) = ns {
+            // Only this thread moves; its socket is made in the namespace.
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        }
+        http_status(&url, &token)
+    })
+    .join()
+    .unwrap()
+}
+
+fn http_status(url: &str, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let timeout = Duration::from_secs(5);
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&host.parse().unwrap(), timeout) else {
+        return 0;
+    };
+    s.set_read_timeout(Some(timeout)).unwrap();
+    if write!(s, "GET {path} HTTP/1.1\r\nAuthorization: {token}\r\n\r\n").is_err() {
+        return 0;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The endpoint URL and token of a live task, read as root.
@@ -709,22 +729,14 @@ async fn other_tenants_cannot_get_a_tasks_credentials() {
     bob.groups = vec!["bobs".into()];
     let (bob_id, bob_task) = start_background(&d, bob).await;
     let (url, token) = task_secret(&d, &bob_id);
-    let bob_uid = d
-        .client()
-        .await
-        .get_task(airlock_protocol::v1::GetTaskRequest {
-            task_id: bob_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .uid;
-    // The token works for bob's uid, so refusals below are not an accident.
-    assert_eq!(fetch_as(bob_uid, &url, &token), 200);
+    let bob_net = d.task_netns(&bob_id);
+    // The token works from bob's network namespace, so refusals below are
+    // not an accident.
+    assert_eq!(fetch_from(Some(&bob_net), &url, &token), 200);
     assert_eq!(
-        fetch_as(bob_uid + 1, &url, &token),
+        fetch_from(None, &url, &token),
         403,
-        "another uid used bob's token"
+        "another address (the host's) used bob's token"
     );
 
     let mut alice = boto("alice", STEAL);
@@ -743,9 +755,9 @@ async fn other_tenants_cannot_get_a_tasks_credentials() {
         .await
         .unwrap();
     assert_eq!(bob_task.await.unwrap().reason(), ExitReason::Cancelled);
-    assert_eq!(
-        fetch_as(bob_uid, &url, &token),
-        403,
+    assert_ne!(
+        fetch_from(Some(&bob_net), &url, &token),
+        200,
         "token outlived the task"
     );
 }
@@ -768,18 +780,9 @@ async fn token_dies_with_the_task_however_it_ends() {
         }
         let (id, task) = start_background(&d, req).await;
         let (url, token) = task_secret(&d, &id);
-        let uid = d
-            .client()
-            .await
-            .get_task(airlock_protocol::v1::GetTaskRequest {
-                task_id: id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .uid;
+        let net = d.task_netns(&id);
         assert_eq!(
-            fetch_as(uid, &url, &token),
+            fetch_from(Some(&net), &url, &token),
             200,
             "{end}: live token refused"
         );
@@ -802,14 +805,14 @@ async fn token_dies_with_the_task_however_it_ends() {
                 d.restart();
                 // The old endpoint died with the old process.
                 assert_eq!(
-                    fetch_as(uid, &url, &token),
+                    fetch_from(None, &url, &token),
                     0,
                     "{end}: old endpoint still answers"
                 );
                 let new_url = task_secret_url(&d, &id);
-                assert_eq!(
-                    fetch_as(uid, &new_url, &token),
-                    403,
+                assert_ne!(
+                    fetch_from(Some(&net), &new_url, &token),
+                    200,
                     "{end}: new endpoint took the old token"
                 );
                 assert!(!token_file.exists(), "{end}: token file left");
@@ -825,7 +828,9 @@ async fn token_dies_with_the_task_however_it_ends() {
                 let _ = task.await;
                 assert!(!token_file.exists(), "{end}: token file left");
                 assert!(
-                    eventually(Duration::from_secs(15), || fetch_as(uid, &url, &token) == 0).await,
+                    eventually(Duration::from_secs(15), || fetch_from(None, &url, &token)
+                        == 0)
+                    .await,
                     "{end}: the endpoint outlived airlockd"
                 );
                 continue;
@@ -839,9 +844,9 @@ async fn token_dies_with_the_task_however_it_ends() {
             _ => ExitReason::Cancelled,
         };
         assert_eq!(out.reason(), want, "{end}");
-        assert_eq!(
-            fetch_as(uid, &url, &token),
-            403,
+        assert_ne!(
+            fetch_from(Some(&net), &url, &token),
+            200,
             "{end}: token outlived the task"
         );
         assert!(!token_file.exists(), "{end}: token file left");
@@ -865,7 +870,7 @@ fn task_secret_url(d: &Daemon, id: &str) -> String {
             digits.parse::<u16>().ok()
         })
         .expect("endpoint port in airlockd's log");
-    format!("http://127.0.0.1:{port}/v1/credentials/{id}")
+    format!("http://169.254.170.2:{port}/v1/credentials/{id}")
 }
 
 #[tokio::test]

@@ -9,21 +9,6 @@ use std::process::Command;
 
 use crate::harness::*;
 
-/// Probes that escape this version of the sandbox, by network mode: each is
-/// a known gap, described in `docs/escape-suite.md` ("Known gaps"). When a
-/// gap is closed, remove it here; nothing else may escape.
-fn known_gaps(network: &str) -> &'static [&'static str] {
-    match network {
-        // A task on the host network shares the host's network namespace,
-        // and /proc/self/net shows that namespace's sockets; nothing but a
-        // namespace per task (a veth or user-mode network) can hide them.
-        "host" => &["other.net-sockets"],
-        // Mode none: a namespace of its own per task, no UDP at all, the
-        // scratch dir a bounded tmpfs: nothing may escape.
-        _ => &[],
-    }
-}
-
 const VICTIM_ROLE: &str = "arn:aws:iam::123456789012:role/escape-victim";
 const ATTACKER_ROLE: &str = "arn:aws:iam::123456789012:role/escape-attacker";
 
@@ -89,26 +74,27 @@ fn names_with(report: &serde_json::Value, verdict: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn escape_suite_against_the_sandbox_finds_nothing_but_the_known_gaps() {
+fn escape_suite_against_the_sandbox_finds_no_escape() {
     if !privileged() {
         return;
     }
-    sandbox_holds_but_for_known_gaps(Opts::default());
+    sandbox_holds(Opts::default());
 }
 
 #[test]
-fn escape_suite_against_a_sandbox_without_network_finds_nothing_but_the_known_gaps() {
+fn escape_suite_against_a_sandbox_without_network_finds_no_escape() {
     if !privileged() {
         return;
     }
-    sandbox_holds_but_for_known_gaps(Opts {
+    sandbox_holds(Opts {
         network: "none",
         ..Opts::default()
     });
 }
 
-fn sandbox_holds_but_for_known_gaps(opts: Opts) {
-    let gaps = known_gaps(opts.network);
+/// Runs every probe against `opts`' sandbox: nothing may escape (CI fails
+/// on any escape), and every probe must run.
+fn sandbox_holds(opts: Opts) {
     let d = Daemon::start(opts);
     let (code, report, xml, table) = run_suite(&d, false);
     let total = report["outcomes"].as_array().unwrap().len();
@@ -120,18 +106,9 @@ fn sandbox_holds_but_for_known_gaps(opts: Opts) {
         "probes that could not run: {errors:?}\n{table}"
     );
     let escaped = names_with(&report, "escaped");
-    let unexpected: Vec<_> = escaped
-        .iter()
-        .filter(|n| !gaps.contains(&n.as_str()))
-        .collect();
-    assert!(unexpected.is_empty(), "ESCAPED: {unexpected:?}\n{table}");
-    for gap in gaps {
-        if !escaped.contains(*gap) {
-            eprintln!("{gap} no longer escapes: remove it from known_gaps and the docs");
-        }
-    }
-    // Exit status: 1 on any escape, 0 when everything held.
-    assert_eq!(code, if escaped.is_empty() { 0 } else { 1 }, "{table}");
+    assert!(escaped.is_empty(), "ESCAPED: {escaped:?}\n{table}");
+    // Exit status: 0 when everything held (1 on any escape).
+    assert_eq!(code, 0, "{table}");
     // JUnit: one testcase per probe, a failure per escape.
     assert_eq!(xml.matches("<testcase ").count(), total);
     assert_eq!(xml.matches("<failure ").count(), escaped.len());
@@ -271,10 +248,5 @@ roles = ["{ATTACKER_ROLE}"]
         assert!(names.is_empty(), "{verdict}: {names:?}\n{table}");
     }
     let escaped = names_with(&report, "escaped");
-    assert!(
-        escaped
-            .iter()
-            .all(|n| known_gaps("host").contains(&n.as_str())),
-        "ESCAPED: {escaped:?}\n{table}"
-    );
+    assert!(escaped.is_empty(), "ESCAPED: {escaped:?}\n{table}");
 }

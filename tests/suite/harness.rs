@@ -95,6 +95,9 @@ pub struct Daemon {
 
 pub const UID_COUNT: u32 = 50;
 
+/// The worker as tasks on the network see it (`airlock_executor::netns::host::GATEWAY`).
+pub const WORKER_ADDR: std::net::Ipv4Addr = airlock_executor::netns::host::GATEWAY;
+
 /// A temporary dir that tasks can reach: under /var/tmp, not /tmp (tasks
 /// get a private /tmp, which would hide it), and 0755 so task uids can
 /// traverse it.
@@ -308,6 +311,23 @@ path = "/usr/bin/python3"
             .map(|pid| PathBuf::from(format!("/proc/{pid}/root")).join(&inside))
             .find(|p| p.exists())
             .unwrap_or_else(|| PathBuf::from("/nonexistent").join(&inside))
+    }
+
+    /// The network namespace of live task `id`, held open (through one of
+    /// its processes).
+    pub fn task_netns(&self, id: &str) -> std::fs::File {
+        let scratch = self.scratch_root.join(id);
+        let scratch = scratch.strip_prefix("/").unwrap();
+        let pid = self
+            .pool_processes()
+            .into_iter()
+            .find(|pid| {
+                PathBuf::from(format!("/proc/{pid}/root"))
+                    .join(scratch)
+                    .exists()
+            })
+            .unwrap_or_else(|| panic!("no process of task {id}"));
+        std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap()
     }
 
     /// Task scratch dirs present (airlockd's own dot files excluded).
@@ -540,7 +560,9 @@ pub fn spawn_moto() -> (u16, Child) {
         .arg("-c")
         .arg(watchdog)
         .arg(venv().join("bin/moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // Tasks reach the worker at 10.213.0.1 (their loopback is their
+        // own), so not only on loopback.
+        .args(["-H", "0.0.0.0", "-p", &port.to_string()])
         .stdin(Stdio::null())
         .spawn()
         .unwrap();

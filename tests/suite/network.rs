@@ -1,5 +1,8 @@
 //! TCP connect is limited to the policy's ports; tasks without network have
-//! none; socket families are restricted.
+//! none; socket families are restricted; every task has a network namespace
+//! of its own. Tasks on the network reach the worker at [`WORKER_ADDR`]
+//! (their loopback is their own), so the test's listeners bind every
+//! address.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -8,9 +11,11 @@ use crate::harness::*;
 
 const NET_ATTACKS: &str = r#"
 import json, socket, sys
+allowed, other, api = (int(a) for a in sys.argv[1:4])
+host = sys.argv[4]
 def connect(port):
     try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s = socket.create_connection((host, port), timeout=5)
         s.close()
         return "connected"
     except Exception as e:
@@ -39,7 +44,7 @@ def mptcp(port):
     try:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
         s.settimeout(5)
-        s.connect(("127.0.0.1", port))
+        s.connect((host, port))
         return "connected"
     except Exception as e:
         return type(e).__name__
@@ -47,12 +52,11 @@ def fastopen(port):
     try:
         s = socket.socket()
         s.settimeout(5)
-        s.sendto(b"x", 0x20000000, ("127.0.0.1", port))
+        s.sendto(b"x", 0x20000000, (host, port))
         s.recv(1)
         return "connected"
     except Exception as e:
         return type(e).__name__
-allowed, other, api = (int(a) for a in sys.argv[1:4])
 print(json.dumps({
   "allowed_port": connect(allowed), "other_port": connect(other), "supervisor_api": connect(api),
   "bind": bind(),
@@ -69,6 +73,7 @@ fn net_attack(d: &Daemon, allowed: u16, other: u16) -> airlock_protocol::v1::Run
         allowed.to_string(),
         other.to_string(),
         d.tcp_port.unwrap_or(1).to_string(),
+        WORKER_ADDR.to_string(),
     ]);
     req
 }
@@ -78,8 +83,8 @@ async fn tcp_connect_only_to_policy_ports() {
     if !privileged() {
         return;
     }
-    let allowed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let allowed = TcpListener::bind("0.0.0.0:0").unwrap();
+    let other = TcpListener::bind("0.0.0.0:0").unwrap();
     let allowed_port = allowed.local_addr().unwrap().port();
     let d = Daemon::start(Opts {
         connect_tcp: vec![allowed_port],
@@ -130,7 +135,7 @@ async fn task_without_network_reaches_nothing() {
     if !privileged() {
         return;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let d = Daemon::start(Opts {
         network: "none",
@@ -163,7 +168,7 @@ async fn task_without_network_reaches_nothing() {
 
 const UDP_ATTACKS: &str = r#"
 import json, os, socket, sys
-port, nonce = int(sys.argv[1]), sys.argv[2].encode()
+port, nonce, host = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3]
 def send(family, kind, addr, proto=0):
     try:
         s = socket.socket(family, kind, proto)
@@ -179,11 +184,11 @@ def pair():
     except Exception as e:
         return type(e).__name__
 print(json.dumps({
-  "udp": send(socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", port)),
-  "udp_nonblock": send(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, ("127.0.0.1", port)),
-  "udp_explicit": send(socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", port), socket.IPPROTO_UDP),
-  "udp6": send(socket.AF_INET6, socket.SOCK_DGRAM, ("::ffff:127.0.0.1", port)),
-  "ping": send(socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", 0), socket.IPPROTO_ICMP),
+  "udp": send(socket.AF_INET, socket.SOCK_DGRAM, (host, port)),
+  "udp_nonblock": send(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC, (host, port)),
+  "udp_explicit": send(socket.AF_INET, socket.SOCK_DGRAM, (host, port), socket.IPPROTO_UDP),
+  "udp6": send(socket.AF_INET6, socket.SOCK_DGRAM, ("::ffff:" + host, port)),
+  "ping": send(socket.AF_INET, socket.SOCK_DGRAM, (host, 0), socket.IPPROTO_ICMP),
   "unix_dgram_pair": pair(),
   "res_options": os.environ.get("RES_OPTIONS"),
 }))
@@ -192,13 +197,14 @@ print(json.dumps({
 /// Sends the UDP attacks at a listener of the test's; returns the task's
 /// results and whether the listener got the nonce.
 async fn udp_attack(d: &Daemon) -> (serde_json::Value, bool) {
-    let listener = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let nonce = format!("udp-nonce-{}", std::process::id());
     let mut req = python("alice", UDP_ATTACKS);
     req.args.extend([
         listener.local_addr().unwrap().port().to_string(),
         nonce.clone(),
+        WORKER_ADDR.to_string(),
     ]);
     let v = d.run(req).await.json();
     let mut buf = [0u8; 256];
@@ -215,7 +221,7 @@ async fn udp_is_refused_on_the_host_network_unless_the_policy_allows_it() {
         return;
     }
     // Landlock has no UDP rules: seccomp refuses datagram sockets, so a task
-    // cannot reach another tenant's UDP service on loopback.
+    // cannot reach a UDP service of the worker.
     let d = Daemon::start(Opts::default());
     let (v, got) = udp_attack(&d).await;
     for attack in ["udp", "udp_nonblock", "udp_explicit", "udp6", "ping"] {
@@ -326,4 +332,165 @@ async fn tasks_without_network_each_get_a_namespace_of_their_own() {
             .contains("airlock-netns-secret"),
         "bob's socket survived into the next task: {carol}"
     );
+}
+
+const UDP_BOB: &str = r#"
+import json, socket, sys
+port, worker = int(sys.argv[1]), sys.argv[2]
+me = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+me.connect((worker, 9))
+open("addr.txt", "w").write(me.getsockname()[0])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", port))
+s.settimeout(8)
+try:
+    got = s.recv(256).decode()
+except Exception as e:
+    got = type(e).__name__
+print(json.dumps({"got": got}))
+"#;
+
+const UDP_ALICE: &str = r#"
+import json, socket, sys
+bob, bob_port, worker, worker_port = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+def attempt(f):
+    try:
+        f()
+        return "sent"
+    except Exception as e:
+        return "%s: %s" % (type(e).__name__, e)
+def to_bob():
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"alice-to-bob", (bob, bob_port))
+def honest():
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"alice-honest", (worker, worker_port))
+def forged():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: bind an address not ours
+    s.bind((bob, 0))
+    s.sendto(b"alice-as-bob", (worker, worker_port))
+print(json.dumps({
+  "to_bob": attempt(to_bob), "honest": attempt(honest), "forged": attempt(forged),
+  "udp_table": open("/proc/self/net/udp").read(),
+}))
+"#;
+
+#[tokio::test]
+async fn tasks_on_the_network_reach_the_worker_but_not_each_other_nor_as_each_other() {
+    if !privileged() {
+        return;
+    }
+    // UDP on, so that only the namespace wiring and its nftables rules
+    // stand between the tasks (seccomp would refuse UDP before them).
+    let d = Daemon::start(Opts {
+        udp: true,
+        ..Opts::default()
+    });
+    let worker = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    worker
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let bob_port = free_port();
+    let mut req = python("bob", UDP_BOB);
+    req.args
+        .extend([bob_port.to_string(), WORKER_ADDR.to_string()]);
+    let (bob_id, bob) = start_background(&d, req).await;
+    assert!(
+        eventually(Duration::from_secs(10), || d
+            .in_task(&bob_id, "addr.txt")
+            .exists())
+        .await,
+        "bob's task never told its address"
+    );
+    let bob_addr = std::fs::read_to_string(d.in_task(&bob_id, "addr.txt")).unwrap();
+    let mut req = python("alice", UDP_ALICE);
+    req.args.extend([
+        bob_addr.clone(),
+        bob_port.to_string(),
+        WORKER_ADDR.to_string(),
+        worker.local_addr().unwrap().port().to_string(),
+    ]);
+    let alice = d.run(req).await.json();
+    // These left the task: only the host can stop them. (The kernel does
+    // not route the forged one: "Network is unreachable".)
+    for attempt in ["to_bob", "honest"] {
+        assert_eq!(alice[attempt], "sent", "{attempt}: {alice}");
+    }
+    let mut from = std::collections::BTreeMap::new();
+    let mut buf = [0u8; 256];
+    while let Ok((n, src)) = worker.recv_from(&mut buf) {
+        from.insert(String::from_utf8_lossy(&buf[..n]).into_owned(), src.ip());
+    }
+    // Positive control: the worker hears alice, from her own address.
+    let honest = from.get("alice-honest").copied();
+    assert!(
+        honest
+            .is_some_and(|ip| ip.to_string() != bob_addr && ip.to_string().starts_with("10.213.")),
+        "alice's datagram to the worker: {from:?}"
+    );
+    assert!(
+        !from.contains_key("alice-as-bob"),
+        "a datagram forged with bob's address reached the worker: {from:?}"
+    );
+    let bob = bob.await.unwrap().json();
+    assert_eq!(
+        bob["got"], "TimeoutError",
+        "alice reached bob's task: {bob}"
+    );
+    let bob_port_hex = format!(":{bob_port:04X}");
+    assert!(
+        !alice["udp_table"].as_str().unwrap().contains(&bob_port_hex),
+        "alice sees bob's socket: {alice}"
+    );
+}
+
+/// Removes an address from airlock0 when the test ends, however it ends.
+struct HostAddr(&'static str);
+
+impl Drop for HostAddr {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["addr", "del", self.0, "dev", "airlock0"])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn the_metadata_address_is_dropped_even_on_an_allowed_port() {
+    if !privileged() {
+        return;
+    }
+    // Port 80 allowed (Landlock's rule out of the way), and the metadata
+    // address a local one of the worker for this test: only the nftables
+    // rule stands between the task and it.
+    let d = Daemon::start(Opts {
+        connect_tcp: vec![80],
+        ..Opts::default()
+    });
+    let status = std::process::Command::new("ip")
+        .args(["addr", "add", "169.254.169.254/32", "dev", "airlock0"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "add 169.254.169.254 to airlock0");
+    let _cleanup = HostAddr("169.254.169.254/32");
+    let listener = TcpListener::bind("169.254.169.254:80").unwrap();
+    // Positive control: the worker itself reaches it.
+    assert!(std::net::TcpStream::connect("169.254.169.254:80").is_ok());
+    let v = d
+        .python(
+            "alice",
+            r#"
+import json, socket
+def connect(addr):
+    try:
+        socket.create_connection(addr, timeout=3).close()
+        return "connected"
+    except Exception as e:
+        return type(e).__name__
+print(json.dumps({"metadata": connect(("169.254.169.254", 80))}))
+"#,
+        )
+        .await
+        .json();
+    assert_eq!(v["metadata"], "TimeoutError", "{v}");
+    drop(listener);
 }

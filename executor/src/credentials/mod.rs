@@ -41,6 +41,7 @@ pub mod endpoint;
 pub mod saml;
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -51,6 +52,7 @@ use zeroize::Zeroizing;
 use crate::admit::Admitted;
 use crate::audit::AuditLog;
 use crate::launch::plan::{PlanSecret, ScratchFile};
+use crate::netns::host::ENDPOINT_ADDR;
 use crate::supervisor::Supervisor;
 use broker::{Attribution, Broker, Entry, LeaseKey, Source};
 
@@ -169,7 +171,9 @@ pub struct TaskCredentials {
 /// The live token of one task.
 struct TokenSlot {
     token: Secret,
-    uid: u32,
+    /// The task's address: only connections from its own network namespace
+    /// get its credentials.
+    addr: Ipv4Addr,
     entry: Arc<Entry>,
 }
 
@@ -190,9 +194,12 @@ pub const CREDENTIALS_FILE: &str = ".aws/credentials";
 
 impl CredentialService {
     /// Builds the STS client from the default credential chain (the worker's
-    /// own identity) and binds the endpoint on an ephemeral loopback port.
+    /// own identity) and binds the endpoint on an ephemeral port of
+    /// [`ENDPOINT_ADDR`], which tasks on the network reach through their
+    /// namespace's route to the worker.
     pub async fn new(config: CredentialsConfig) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        crate::netns::host::link().map_err(std::io::Error::other)?;
+        let listener = std::net::TcpListener::bind((ENDPOINT_ADDR, 0))?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         Ok(Self {
@@ -204,7 +211,7 @@ impl CredentialService {
         })
     }
 
-    /// The endpoint's loopback port.
+    /// The endpoint's port (on [`ENDPOINT_ADDR`]).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -219,7 +226,7 @@ impl CredentialService {
         grant: &Grant,
         network: bool,
     ) -> Result<TaskCredentials, CredentialError> {
-        let (task_id, user, uid) = (task.id.as_str(), task.request.user.as_str(), task.uid);
+        let (task_id, user) = (task.id.as_str(), task.request.user.as_str());
         let scratch = task.scratch.as_path();
         let (source, saml) = match &grant.saml {
             None => (
@@ -248,13 +255,15 @@ impl CredentialService {
         if let Some(url) = &self.config.task_endpoint_url {
             env.push(("AWS_ENDPOINT_URL".to_owned(), url.clone()));
         }
-        let delivered = if network {
-            self.deliver_token(task_id, uid, scratch, &entry, &mut env)
-                .map(|file| (Some(self.port), file))
-        } else {
-            self.deliver_file(audit, scratch, &entry, &mut env)
+        let addr = task.netns.as_ref().and_then(|n| n.addr());
+        let delivered = match addr {
+            Some(addr) if network => self
+                .deliver_token(task_id, addr, scratch, &entry, &mut env)
+                .map(|file| (Some(self.port), file)),
+            _ => self
+                .deliver_file(audit, scratch, &entry, &mut env)
                 .await
-                .map(|file| (None, file))
+                .map(|file| (None, file)),
         };
         match delivered {
             Ok((endpoint_port, file)) => Ok(TaskCredentials {
@@ -275,7 +284,7 @@ impl CredentialService {
     fn deliver_token(
         &self,
         task_id: &str,
-        uid: u32,
+        addr: Ipv4Addr,
         scratch: &Path,
         entry: &Arc<Entry>,
         env: &mut Vec<(String, String)>,
@@ -294,13 +303,16 @@ impl CredentialService {
             task_id.to_owned(),
             TokenSlot {
                 token,
-                uid,
+                addr,
                 entry: entry.clone(),
             },
         );
         env.push((
             "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_owned(),
-            format!("http://127.0.0.1:{}/v1/credentials/{task_id}", self.port),
+            format!(
+                "http://{ENDPOINT_ADDR}:{}/v1/credentials/{task_id}",
+                self.port
+            ),
         ));
         env.push((
             "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".to_owned(),
@@ -364,12 +376,12 @@ impl CredentialService {
     }
 
     /// The session of live task `task_id` when `token` is its token and
-    /// `peer_uid` its uid; compared in constant time.
-    fn authorize(&self, task_id: &str, token: &[u8], peer_uid: Option<u32>) -> Option<Arc<Entry>> {
+    /// `peer` its address; compared in constant time.
+    fn authorize(&self, task_id: &str, token: &[u8], peer: IpAddr) -> Option<Arc<Entry>> {
         let tokens = self.tokens_lock();
         let slot = tokens.get(task_id)?;
         let token_ok = constant_time_eq(slot.token.expose().as_bytes(), token);
-        (token_ok && peer_uid == Some(slot.uid)).then(|| slot.entry.clone())
+        (token_ok && peer == IpAddr::V4(slot.addr)).then(|| slot.entry.clone())
     }
 }
 

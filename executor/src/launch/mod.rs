@@ -346,9 +346,6 @@ fn init(
         "caps",
         "no-new-privs",
     ];
-    if matches!(plan.network, plan::NetPlan::Host { .. }) {
-        layers.retain(|l| *l != "net-ns");
-    }
     if let Some(ruleset) = ruleset {
         layers.extend(landlock::enforce(ruleset, plan.landlock_abi)?);
     } else {

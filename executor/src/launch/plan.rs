@@ -51,6 +51,9 @@ pub struct LaunchPlan {
     pub executables: Vec<PathBuf>,
     /// Network mode.
     pub network: NetPlan,
+    /// The task's own network namespace, leased by airlockd: a path that
+    /// opens it, e.g. `/proc/PID/fd/N`.
+    pub netns: PathBuf,
     /// Resource limits, set while still root.
     pub rlimits: Rlimits,
     /// Size of the private tmpfs on /tmp and on /dev/shm.
@@ -96,20 +99,17 @@ impl std::fmt::Debug for PlanSecret {
     }
 }
 
-/// Whether the task shares the worker's network.
+/// Whether the task reaches the worker's network.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum NetPlan {
-    /// Host network; Landlock allows TCP connect only to these ports and no
-    /// TCP bind.
+    /// Its namespace is wired to the worker's network; Landlock allows TCP
+    /// connect only to these ports and no TCP bind.
     Host {
         /// Ports the task may connect to.
         connect_tcp: Vec<u16>,
     },
-    /// Join this pre-made empty network namespace (only a down loopback).
-    None {
-        /// A path that opens the namespace, e.g. `/proc/PID/fd/N`.
-        netns: PathBuf,
-    },
+    /// Its namespace is empty (only a down loopback).
+    None,
 }
 
 /// Resource limits applied with `setrlimit` (soft = hard, except CPU).

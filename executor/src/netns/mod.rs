@@ -1,5 +1,7 @@
-//! Network namespaces for tasks without network: one of its own for every
-//! live task, taken from a pool that airlockd fills ahead.
+//! Network namespaces: one of its own for every live task, taken from a
+//! pool that airlockd fills ahead. Tasks without network get an empty one
+//! (only a down loopback), reused; tasks on the network get one wired to
+//! the worker ([`host`]), used once.
 //!
 //! Why one per task: tasks sharing a network namespace see each other's
 //! sockets in `/proc/self/net` (abstract Unix socket names, TCP and UDP
@@ -42,6 +44,9 @@ use std::sync::Mutex;
 
 use nix::sched::{setns, unshare, CloneFlags};
 
+pub mod host;
+mod rtnl;
+
 /// Tables of `/proc/<tid>/net` that must be empty before reuse: every socket
 /// kind a task could make. Only tasks without network get these namespaces,
 /// and their seccomp filter refuses every family but `AF_UNIX`. (Reading
@@ -49,21 +54,28 @@ use nix::sched::{setns, unshare, CloneFlags};
 /// whole hash table.)
 const SOCKET_TABLES: [&str; 1] = ["unix"];
 
-/// Free empty network namespaces.
+/// Free network namespaces: empty ones, and ones wired to the host.
 pub struct NetnsPool {
     free: Mutex<Vec<File>>,
+    wired: Mutex<Vec<(File, host::Wiring)>>,
     /// Most namespaces kept free (more are made on demand and dropped).
     keep: usize,
 }
 
 /// One task's network namespace; give it back with [`NetnsPool::give_back`]
-/// or drop it.
+/// or drop it. A wired one's veth pair is deleted when the lease goes.
 #[derive(Debug)]
 pub struct NetnsLease {
     file: File,
+    wiring: Option<host::Wiring>,
 }
 
 impl NetnsLease {
+    /// The task's address, for a namespace wired to the host.
+    pub fn addr(&self) -> Option<std::net::Ipv4Addr> {
+        self.wiring.as_ref().map(|w| w.addr)
+    }
+
     /// A path that opens the namespace, for the launch plan.
     pub fn path(&self) -> PathBuf {
         PathBuf::from(format!(
@@ -75,33 +87,69 @@ impl NetnsLease {
 }
 
 impl NetnsPool {
-    /// A pool holding `prefill` fresh namespaces, keeping at most `keep`.
-    pub fn new(prefill: usize, keep: usize) -> std::io::Result<Self> {
+    /// A pool holding `empty` fresh empty namespaces and `wired` ones wired
+    /// to the host (which needs [`host::setup`] first), keeping at most
+    /// `keep` of each.
+    pub fn new(empty: usize, wired: usize, keep: usize) -> std::io::Result<Self> {
         Ok(Self {
-            free: Mutex::new(create(prefill)?),
+            free: Mutex::new(create(empty)?),
+            wired: Mutex::new(
+                (0..wired)
+                    .map(|_| host::create())
+                    .collect::<Result<_, _>>()?,
+            ),
             keep,
         })
     }
 
-    /// A namespace for one task: a free one, or a fresh one when none is.
+    /// An empty namespace for one task: a free one, or a fresh one when none
+    /// is.
     pub fn take(&self) -> std::io::Result<NetnsLease> {
-        if let Some(file) = self.lock().pop() {
-            return Ok(NetnsLease { file });
+        if let Some(file) = lock(&self.free).pop() {
+            return Ok(NetnsLease { file, wiring: None });
         }
         let file = create(1)?
             .pop()
             .ok_or_else(|| std::io::Error::other("no network namespace made"))?;
-        Ok(NetnsLease { file })
+        Ok(NetnsLease { file, wiring: None })
+    }
+
+    /// A namespace wired to the host for one task: a free one, or a fresh
+    /// one when none is (this sets the host up the first time).
+    pub fn take_wired(&self) -> std::io::Result<NetnsLease> {
+        let (file, wiring) = match lock(&self.wired).pop() {
+            Some(free) => free,
+            None => {
+                host::setup().map_err(std::io::Error::other)?;
+                host::create()?
+            }
+        };
+        Ok(NetnsLease {
+            file,
+            wiring: Some(wiring),
+        })
     }
 
     /// Returns a namespace whose task has ended and whose processes are all
-    /// gone (the caller's guarantee). It is reused only if it holds no
-    /// socket; otherwise it is dropped. Blocks for a thread's lifetime: call
-    /// it off the async runtime.
+    /// gone (the caller's guarantee). An empty one is reused only if it
+    /// holds no socket; otherwise it is dropped. A wired one is never
+    /// reused: its veth pair is deleted, and a fresh one is made for the
+    /// pool in its place. Blocks for a thread's lifetime: call it off the
+    /// async runtime.
     pub fn give_back(&self, lease: NetnsLease) {
+        if lease.wiring.is_some() {
+            drop(lease);
+            if lock(&self.wired).len() < self.keep {
+                match host::create() {
+                    Ok(fresh) => lock(&self.wired).push(fresh),
+                    Err(err) => tracing::warn!(%err, "could not make a network namespace ahead"),
+                }
+            }
+            return;
+        }
         match holds_sockets(&lease.file) {
             Ok(None) => {
-                let mut free = self.lock();
+                let mut free = lock(&self.free);
                 if free.len() < self.keep {
                     free.push(lease.file);
                 }
@@ -121,16 +169,16 @@ impl NetnsPool {
         }
     }
 
-    /// Free namespaces now.
+    /// Free empty namespaces now.
     pub fn free(&self) -> usize {
-        self.lock().len()
+        lock(&self.free).len()
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<File>> {
-        match self.free.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -180,7 +228,7 @@ mod tests {
         if !root() {
             return;
         }
-        let pool = NetnsPool::new(1, 4).unwrap_or_else(|e| panic!("{e}"));
+        let pool = NetnsPool::new(1, 0, 4).unwrap_or_else(|e| panic!("{e}"));
         let a = pool.take().unwrap_or_else(|e| panic!("{e}"));
         // Dry: a fresh one, not the same.
         let b = pool.take().unwrap_or_else(|e| panic!("{e}"));

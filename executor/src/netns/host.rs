@@ -1,0 +1,255 @@
+//! Network mode `host`: every task in a network namespace of its own,
+//! routed to the worker's network.
+//!
+//! A task sees only its own sockets in `/proc/self/net`, has its own
+//! loopback, and reaches the worker's network through a veth pair: `eth0`
+//! in its namespace, with the address `10.213.X.Y/16`, and `alkN` on the
+//! host, with a host route to that one address. What the host adds, once:
+//!
+//! - a link `airlock0` (a bridge without ports: the `dummy` kind is not in
+//!   every kernel) holding the gateway `10.213.0.1` (the worker as
+//!   tasks see it) and `169.254.170.2`, the container-credentials address
+//!   AWS SDKs accept plain HTTP from;
+//! - IPv4 forwarding (`net.ipv4.ip_forward`), as container runtimes do;
+//! - the nftables table `inet airlock`: tasks' traffic leaving the worker is
+//!   masqueraded; nothing is forwarded from one task to another, to the
+//!   metadata service 169.254.169.254, or into a task unless it answers the
+//!   task's own connection; if the host did not forward before, it still
+//!   forwards nothing else.
+//!
+//! A packet from a task's namespace carries that task's address, so the
+//! credentials endpoint knows a task by the address a connection comes
+//! from. A task can change none of this: addresses, routes and links need
+//! `CAP_NET_ADMIN` over the namespace, which belongs to the initial user
+//! namespace, and tasks hold no capability. It cannot forge a source
+//! address either: raw sockets need `CAP_NET_RAW` (and seccomp refuses
+//! them), and the kernel will not route a datagram from a foreign address
+//! bound with `IP_FREEBIND` (ENETUNREACH; `tests/suite/network.rs` tries).
+//! IPv6 is off inside a task's namespace and on the host ends.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use nix::errno::Errno;
+use nix::sched::{setns, unshare, CloneFlags};
+
+use super::rtnl::{index_of, Rtnl};
+
+/// The tasks' subnet; `.0.1` is the gateway, every other address a task's.
+pub const SUBNET: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 0);
+/// Its prefix length.
+pub const PREFIX: u8 = 16;
+/// The worker as tasks see it.
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 1);
+/// Where the credentials endpoint listens (AWS SDKs accept plain HTTP to
+/// loopback and to this address, the ECS container-credentials one).
+pub const ENDPOINT_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
+/// The link holding [`GATEWAY`] and [`ENDPOINT_ADDR`].
+pub const LINK: &str = "airlock0";
+/// Host ends of tasks' veth pairs are this plus a number.
+pub const VETH_PREFIX: &str = "alk";
+/// The cloud metadata service, never reachable from a task.
+const METADATA: &str = "169.254.169.254";
+/// Marks the rule that keeps a host that did not forward from forwarding
+/// anything but tasks' traffic.
+const NO_FORWARD_MARK: &str = "airlock: the host did not forward before";
+
+/// A task namespace's wiring: the host end's name and the task's address.
+#[derive(Debug)]
+pub struct Wiring {
+    /// The host end of the veth pair.
+    pub link: String,
+    /// The task's address.
+    pub addr: Ipv4Addr,
+}
+
+impl Drop for Wiring {
+    /// Deleting the host end deletes the pair: the namespace is cut off from
+    /// the worker and its address can be given out again.
+    fn drop(&mut self) {
+        let deleted = Rtnl::open().and_then(|mut nl| nl.del_link(&self.link));
+        if let Err(err) = deleted.or_else(|e| if e == Errno::ENODEV { Ok(()) } else { Err(e) }) {
+            tracing::warn!(link = %self.link, %err, "could not delete a task's veth pair");
+        }
+    }
+}
+
+/// The link with the gateway and the endpoint's address, made once
+/// per process (and kept when it exists: other airlockd instances may use
+/// it). The calling thread must be in the host's network namespace.
+pub fn link() -> Result<(), String> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let err = |what: &str, e: Errno| {
+            format!("{what}: {e} (airlockd must run as root in the host's network namespace)")
+        };
+        let mut nl = Rtnl::open().map_err(|e| err("open rtnetlink", e))?;
+        nl.add_link(LINK, "bridge")
+            .map_err(|e| err(&format!("create link {LINK}"), e))?;
+        let index = index_of(LINK).map_err(|e| err(&format!("find link {LINK}"), e))?;
+        for addr in [GATEWAY, ENDPOINT_ADDR] {
+            nl.add_addr(index, addr, 32)
+                .map_err(|e| err(&format!("add {addr} to {LINK}"), e))?;
+        }
+        nl.link_up(index)
+            .map_err(|e| err(&format!("bring {LINK} up"), e))
+    })
+    .clone()
+}
+
+/// Everything the host needs for tasks on the network: [`link`], IPv4
+/// forwarding and the nftables table. Done once per process; a second
+/// airlockd writes the same table.
+pub fn setup() -> Result<(), String> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        link()?;
+        let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .map_err(|e| format!("read /proc/sys/net/ipv4/ip_forward: {e}"))?;
+        // Off before (or turned on by an earlier airlockd that found it
+        // off, as its table says): keep everything but tasks unforwarded.
+        let keep_off = forwarding.trim() == "0"
+            || nft(&["list", "table", "inet", "airlock"], "")
+                .map(|out| out.contains(NO_FORWARD_MARK))
+                .unwrap_or(false);
+        nft(&["-f", "-"], &ruleset(keep_off))?;
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+            .map_err(|e| format!("turn on IPv4 forwarding: {e}"))?;
+        tracing::info!(
+            link = LINK,
+            subnet = %format!("{SUBNET}/{PREFIX}"),
+            forwarding_was_off = keep_off,
+            "tasks' network: own namespaces routed through {LINK}, nftables table inet airlock"
+        );
+        Ok(())
+    })
+    .clone()
+}
+
+/// The nftables table, replaced atomically.
+fn ruleset(keep_off: bool) -> String {
+    let veth = format!("\"{VETH_PREFIX}*\"");
+    let keep_off = match keep_off {
+        true => format!("iifname != {veth} oifname != {veth} drop comment \"{NO_FORWARD_MARK}\""),
+        false => String::new(),
+    };
+    format!(
+        "table inet airlock
+delete table inet airlock
+table inet airlock {{
+    chain input {{
+        type filter hook input priority 0; policy accept;
+        iifname {veth} ip daddr {METADATA} drop
+    }}
+    chain forward {{
+        type filter hook forward priority 0; policy accept;
+        iifname {veth} oifname {veth} drop
+        iifname {veth} ip daddr {METADATA} drop
+        oifname {veth} ct state established,related accept
+        oifname {veth} drop
+        {keep_off}
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority 100; policy accept;
+        ip saddr {SUBNET}/{PREFIX} oifname != {veth} masquerade
+    }}
+}}
+"
+    )
+}
+
+/// Runs `nft` with `stdin`; its stdout, or what went wrong.
+fn nft(args: &[&str], stdin: &str) -> Result<String, String> {
+    let mut child = std::process::Command::new("nft")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "run nft: {e}; network mode host needs nftables (Debian: apt-get install nftables)"
+            )
+        })?;
+    if let Some(mut input) = child.stdin.take() {
+        input
+            .write_all(stdin.as_bytes())
+            .map_err(|e| format!("write to nft: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("wait for nft: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "nft {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The next address index to try; a task's address is `SUBNET + index`.
+/// Starts at a place that differs between airlockd instances; an index
+/// whose link name is taken (by another instance) is skipped.
+fn next_index() -> u32 {
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7919)));
+    // 2..=65534: not the subnet's own address, the gateway or broadcast.
+    2 + next.fetch_add(1, Ordering::Relaxed) % 65533
+}
+
+/// Makes a network namespace wired to the host, in a short-lived thread
+/// (namespace changes affect only the calling thread).
+pub fn create() -> std::io::Result<(File, Wiring)> {
+    std::thread::spawn(create_here)
+        .join()
+        .map_err(|_| std::io::Error::other("network namespace thread panicked"))?
+}
+
+fn create_here() -> std::io::Result<(File, Wiring)> {
+    let sys = |what: &'static str| move |e: Errno| std::io::Error::other(format!("{what}: {e}"));
+    let host_ns = File::open("/proc/thread-self/ns/net")?;
+    let mut host = Rtnl::open().map_err(sys("open rtnetlink"))?;
+    unshare(CloneFlags::CLONE_NEWNET).map_err(sys("unshare a network namespace"))?;
+    let ns = File::open("/proc/thread-self/ns/net")?;
+    let mut inner = Rtnl::open().map_err(sys("open rtnetlink in the namespace"))?;
+    for knob in ["all", "default"] {
+        std::fs::write(format!("/proc/sys/net/ipv6/conf/{knob}/disable_ipv6"), "1")?;
+    }
+    inner.link_up(1).map_err(sys("bring lo up"))?; // lo is always index 1
+    let (link, addr) = loop {
+        let index = next_index();
+        let link = format!("{VETH_PREFIX}{index}");
+        match host.add_veth(&link, "eth0", &ns) {
+            Ok(()) => break (link, Ipv4Addr::from(u32::from(SUBNET) + index)),
+            Err(Errno::EEXIST) => continue,
+            Err(e) => return Err(sys("create a veth pair")(e)),
+        }
+    };
+    // From here on, dropping `wiring` deletes the pair.
+    let wiring = Wiring { link, addr };
+    setns(&host_ns, CloneFlags::CLONE_NEWNET).map_err(sys("return to the host namespace"))?;
+    std::fs::write(
+        format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", wiring.link),
+        "1",
+    )?;
+    let host_end = index_of(&wiring.link).map_err(sys("find the host end"))?;
+    host.link_up(host_end)
+        .map_err(sys("bring the host end up"))?;
+    host.add_route(addr, 32, host_end, None)
+        .map_err(sys("route to the task's address"))?;
+    setns(&ns, CloneFlags::CLONE_NEWNET).map_err(sys("enter the namespace"))?;
+    let eth0 = index_of("eth0").map_err(sys("find eth0"))?;
+    inner.link_up(eth0).map_err(sys("bring eth0 up"))?;
+    inner
+        .add_addr(eth0, addr, PREFIX)
+        .map_err(sys("address eth0"))?;
+    inner
+        .add_route(Ipv4Addr::UNSPECIFIED, 0, eth0, Some(GATEWAY))
+        .map_err(sys("default route"))?;
+    Ok((ns, wiring))
+}
