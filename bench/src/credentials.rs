@@ -38,7 +38,8 @@ impl Moto {
             .local_addr()?
             .port();
         let child = Command::new(venv.join("bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // Every address: tasks reach the worker at 10.213.0.1.
+            .args(["-H", "0.0.0.0", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -92,7 +93,7 @@ impl Moto {
             r#"{base}[credentials]
 region = "us-east-1"
 sts_endpoint = "http://127.0.0.1:{port}"
-task_endpoint_url = "http://127.0.0.1:{port}"
+task_endpoint_url = "http://10.213.0.1:{port}"
 [[entitlement]]
 users = ["alice"]
 roles = ["{ROLE}"]

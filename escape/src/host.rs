@@ -135,13 +135,14 @@ fn write_mode(path: &Path, content: &str, mode: u32) -> Result<()> {
 
 /// The listeners and what they saw.
 pub struct Listeners {
-    /// Stand-in for another tenant's TCP service on 127.0.0.1.
+    /// Stand-in for another tenant's TCP service, on every address of the
+    /// worker (tasks on the network reach it at 10.213.0.1).
     pub tcp_service_port: u16,
-    /// Fake metadata service on 127.0.0.1.
+    /// Fake metadata service, on every address of the worker.
     pub metadata_port: u16,
     /// Fake metadata service on [::1], when the host has IPv6 loopback.
     pub metadata_port_v6: Option<u16>,
-    /// UDP listener on 127.0.0.1.
+    /// UDP listener, on every address of the worker.
     pub udp_port: u16,
     /// Every contact of any listener.
     pub log: Log,
@@ -157,7 +158,7 @@ impl Listeners {
         unix_path: &Path,
     ) -> Result<Self> {
         let log: Log = Arc::default();
-        let service = TcpListener::bind("127.0.0.1:0").context("bind the stand-in service")?;
+        let service = TcpListener::bind("0.0.0.0:0").context("bind the stand-in service")?;
         let tcp_service_port = service.local_addr()?.port();
         serve_tcp(service, "tcp-service", log.clone(), {
             let reply = format!("{service_secret}\n");
@@ -173,8 +174,7 @@ impl Listeners {
                 body.len()
             )
         };
-        let metadata =
-            TcpListener::bind("127.0.0.1:0").context("bind the fake metadata service")?;
+        let metadata = TcpListener::bind("0.0.0.0:0").context("bind the fake metadata service")?;
         let metadata_port = metadata.local_addr()?.port();
         serve_tcp(metadata, "metadata", log.clone(), metadata_reply.clone());
         let metadata_port_v6 = match TcpListener::bind("[::1]:0") {
@@ -185,7 +185,7 @@ impl Listeners {
             }
             Err(_) => None,
         };
-        let udp = UdpSocket::bind("127.0.0.1:0").context("bind the UDP listener")?;
+        let udp = UdpSocket::bind("0.0.0.0:0").context("bind the UDP listener")?;
         let udp_port = udp.local_addr()?.port();
         {
             let log = log.clone();

@@ -330,14 +330,22 @@ async fn run(args: Args) -> Result<u8> {
     match facts.get("tcp_port") {
         Some(p) => notes.push(format!("the victim listens on TCP 127.0.0.1:{p}")),
         None => notes.push(format!(
-            "the victim could not listen on TCP ({}); the tool's listener on 127.0.0.1:{} stands in for another tenant's service",
+            "the victim could not listen on TCP ({}); the tool's listener on port {} of every address stands in for another tenant's service",
             facts.get("tcp_error").and_then(Value::as_str).unwrap_or("?"),
             listeners.tcp_service_port
         )),
     }
+    // Where tasks look for the tool's services: loopback, and the worker as
+    // tasks on the network see it, when this host has that address.
+    let gateway = airlock_executor::netns::host::GATEWAY;
+    let mut worker_addrs = vec!["127.0.0.1".to_string()];
+    if std::net::UdpSocket::bind((gateway, 0)).is_ok() {
+        worker_addrs.push(gateway.to_string());
+    }
     notes.push(format!(
-        "fake metadata service on 127.0.0.1:{}{}; 169.254.169.254 itself is tried by network.metadata-real",
+        "fake metadata service on port {} of {}{}; 169.254.169.254 itself is tried by network.metadata-real",
         listeners.metadata_port,
+        worker_addrs.join(" and "),
         listeners
             .metadata_port_v6
             .map(|p| format!(" and [::1]:{p}"))
@@ -356,6 +364,7 @@ async fn run(args: Args) -> Result<u8> {
         "metadata_port": listeners.metadata_port,
         "metadata_port_v6": listeners.metadata_port_v6,
         "udp_port": listeners.udp_port,
+        "worker_addrs": worker_addrs,
         "host_unix_socket": ws.unix_socket,
         "host_world_file": ws.world_file,
         "host_root_file": ws.root_file,

@@ -399,18 +399,20 @@ def probe():
         saw("abstract socket reply", s.recv(256))
 "##),
         p("other.tcp-service", OtherTenants,
-          "connects to another tenant's TCP service on loopback: the victim's listener, or when the victim may not listen, the tool's stand-in (both answer with a secret)",
+          "connects to another tenant's TCP service on loopback: the victim's listener, or when the victim may not listen, the tool's stand-in on the worker, at 127.0.0.1 and at 10.213.0.1 (the worker as tasks on the network see it) (both answer with a secret)",
           "the service canary is received",
           r##"
 def probe():
-    for label, port in (("victim listener", V.get("tcp_port")), ("stand-in service", CTX["tcp_service_port"])):
+    for label, port, addrs in (("victim listener", V.get("tcp_port"), ["127.0.0.1"]),
+                               ("stand-in service", CTX["tcp_service_port"], CTX["worker_addrs"])):
         if not port:
             continue
-        s = socket.socket()
-        s.settimeout(3)
-        if ok("connect %s 127.0.0.1:%d" % (label, port), s.connect, ("127.0.0.1", port)):
-            s.sendall(CTX["nonce"].encode() + b"\n")
-            saw(label + " reply", s.recv(256))
+        for addr in addrs:
+            s = socket.socket()
+            s.settimeout(3)
+            if ok("connect %s %s:%d" % (label, addr, port), s.connect, (addr, port)):
+                s.sendall(CTX["nonce"].encode() + b"\n")
+                saw(label + " reply", s.recv(256))
 "##),
         p(
             "other.net-sockets",
@@ -977,15 +979,16 @@ def probe():
 fn network() -> Vec<Probe> {
     vec![
         p("network.metadata-fake", Network,
-          "HTTP GET of the credentials path from the tool's fake metadata service on 127.0.0.1 (169.254.169.254 is not routable here)",
+          "HTTP GET of the credentials path from the tool's fake metadata service on the worker, at 127.0.0.1 and 10.213.0.1 (169.254.169.254 is not routable here)",
           "the fake metadata credentials canary is received",
           r##"
 def probe():
-    s = socket.socket()
-    s.settimeout(3)
-    if ok("connect 127.0.0.1:%d" % CTX["metadata_port"], s.connect, ("127.0.0.1", CTX["metadata_port"])):
-        s.sendall(b"GET /latest/meta-data/iam/security-credentials/worker HTTP/1.0\r\nX-Nonce: " + CTX["nonce"].encode() + b"\r\n\r\n")
-        saw("metadata reply", s.recv(4096))
+    for addr in CTX["worker_addrs"]:
+        s = socket.socket()
+        s.settimeout(3)
+        if ok("connect %s:%d" % (addr, CTX["metadata_port"]), s.connect, (addr, CTX["metadata_port"])):
+            s.sendall(b"GET /latest/meta-data/iam/security-credentials/worker HTTP/1.0\r\nX-Nonce: " + CTX["nonce"].encode() + b"\r\n\r\n")
+            saw("metadata reply", s.recv(4096))
 "##),
         p("network.metadata-fake-ipv6", Network,
           "the same request to the fake metadata service on [::1]",
@@ -1030,13 +1033,14 @@ def probe():
             escaped("listening on 127.0.0.1:%d" % port)
 "##),
         p("network.udp-loopback", Network,
-          "sends a UDP datagram carrying its nonce to the tool's UDP listener on 127.0.0.1 (another tenant's UDP service)",
+          "sends a UDP datagram carrying its nonce to the tool's UDP listener on the worker (another tenant's UDP service), at 127.0.0.1 and 10.213.0.1",
           "the tool's listener receives the nonce",
           r##"
 def probe():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    if ok("sendto 127.0.0.1:%d" % CTX["udp_port"], s.sendto, CTX["nonce"].encode(), ("127.0.0.1", CTX["udp_port"])):
-        note("sendto returned")
+    for addr in CTX["worker_addrs"]:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if ok("sendto %s:%d" % (addr, CTX["udp_port"]), s.sendto, CTX["nonce"].encode(), (addr, CTX["udp_port"])):
+            note("sendto returned")
 "##).watch(Watch::UdpDatagram),
         p("network.host-unix-socket", Network,
           "connects to a 0666 pathname unix socket the tool listens on (a host service such as /dev/log or a bus, reachable by DAC)",

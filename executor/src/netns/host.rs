@@ -3,8 +3,10 @@
 //!
 //! A task sees only its own sockets in `/proc/self/net`, has its own
 //! loopback, and reaches the worker's network through a veth pair: `eth0`
-//! in its namespace, with the address `10.213.X.Y/16`, and `alkN` on the
-//! host, with a host route to that one address. What the host adds, once:
+//! in its namespace, with the address `10.213.X.Y/32` and a default route
+//! through the worker, and `alkN` on the host, with a host route to that one
+//! address. Every packet of a task goes through the worker, other tasks'
+//! included, where the table below decides. What the host adds, once:
 //!
 //! - a link `airlock0` (a bridge without ports: the `dummy` kind is not in
 //!   every kernel) holding the gateway `10.213.0.1` (the worker as
@@ -12,10 +14,10 @@
 //!   AWS SDKs accept plain HTTP from;
 //! - IPv4 forwarding (`net.ipv4.ip_forward`), as container runtimes do;
 //! - the nftables table `inet airlock`: tasks' traffic leaving the worker is
-//!   masqueraded; nothing is forwarded from one task to another, to the
-//!   metadata service 169.254.169.254, or into a task unless it answers the
-//!   task's own connection; if the host did not forward before, it still
-//!   forwards nothing else.
+//!   masqueraded; nothing is forwarded to the metadata service
+//!   169.254.169.254, or into a task unless it answers the task's own
+//!   connection (so nothing from one task to another); if the host did not
+//!   forward before, it still forwards nothing else.
 //!
 //! A packet from a task's namespace carries that task's address, so the
 //! credentials endpoint knows a task by the address a connection comes
@@ -146,7 +148,6 @@ table inet airlock {{
     }}
     chain forward {{
         type filter hook forward priority 0; policy accept;
-        iifname {veth} oifname {veth} drop
         iifname {veth} ip daddr {METADATA} drop
         oifname {veth} ct state established,related accept
         oifname {veth} drop
@@ -218,7 +219,7 @@ fn create_here() -> std::io::Result<(File, Wiring)> {
     let ns = File::open("/proc/thread-self/ns/net")?;
     let mut inner = Rtnl::open().map_err(sys("open rtnetlink in the namespace"))?;
     for knob in ["all", "default"] {
-        std::fs::write(format!("/proc/sys/net/ipv6/conf/{knob}/disable_ipv6"), "1")?;
+        no_ipv6(&format!("/proc/sys/net/ipv6/conf/{knob}/disable_ipv6"))?;
     }
     inner.link_up(1).map_err(sys("bring lo up"))?; // lo is always index 1
     let (link, addr) = loop {
@@ -233,10 +234,10 @@ fn create_here() -> std::io::Result<(File, Wiring)> {
     // From here on, dropping `wiring` deletes the pair.
     let wiring = Wiring { link, addr };
     setns(&host_ns, CloneFlags::CLONE_NEWNET).map_err(sys("return to the host namespace"))?;
-    std::fs::write(
-        format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", wiring.link),
-        "1",
-    )?;
+    no_ipv6(&format!(
+        "/proc/sys/net/ipv6/conf/{}/disable_ipv6",
+        wiring.link
+    ))?;
     let host_end = index_of(&wiring.link).map_err(sys("find the host end"))?;
     host.link_up(host_end)
         .map_err(sys("bring the host end up"))?;
@@ -246,10 +247,18 @@ fn create_here() -> std::io::Result<(File, Wiring)> {
     let eth0 = index_of("eth0").map_err(sys("find eth0"))?;
     inner.link_up(eth0).map_err(sys("bring eth0 up"))?;
     inner
-        .add_addr(eth0, addr, PREFIX)
+        .add_addr(eth0, addr, 32)
         .map_err(sys("address eth0"))?;
     inner
         .add_route(Ipv4Addr::UNSPECIFIED, 0, eth0, Some(GATEWAY))
         .map_err(sys("default route"))?;
     Ok((ns, wiring))
+}
+
+/// Turns IPv6 off through `knob`; nothing to do on a kernel without IPv6.
+fn no_ipv6(knob: &str) -> std::io::Result<()> {
+    match std::fs::write(knob, "1") {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }

@@ -38,6 +38,7 @@ const RTPROT_STATIC: u8 = 4;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
 const RTN_UNICAST: u8 = 1;
+const RTNH_F_ONLINK: u32 = 4;
 
 /// A NETLINK_ROUTE socket of the opening thread's network namespace.
 pub struct Rtnl {
@@ -180,7 +181,8 @@ impl Rtnl {
     }
 
     /// A route to `dst/prefix`: out of link `index` directly, or through
-    /// `gateway`.
+    /// `gateway`, which is taken to be on that link (`onlink`: no route to
+    /// it is needed).
     pub fn add_route(
         &mut self,
         dst: Ipv4Addr,
@@ -205,7 +207,11 @@ impl Rtnl {
             scope,
             RTN_UNICAST,
         ]);
-        m.buf.extend(0u32.to_ne_bytes());
+        let flags = match gateway {
+            Some(_) => RTNH_F_ONLINK,
+            None => 0,
+        };
+        m.buf.extend(flags.to_ne_bytes());
         if prefix > 0 {
             m.attr(RTA_DST, &dst.octets());
         }
