@@ -100,7 +100,7 @@ pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<P
     // Every task gets a network namespace of its own from this pool; made
     // ahead, so that the spawn path only joins one. Tasks on the network
     // need the host set up for them first.
-    let ahead = (policy.uid_pool.count as usize).min(NETNS_AHEAD);
+    let ahead = (policy.uid_pool.count as usize).min(crate::netns::AHEAD);
     let (empty, wired) = match policy.network.mode {
         airlock_policy::NetworkMode::None => (ahead, 0),
         airlock_policy::NetworkMode::Host => {
@@ -322,9 +322,6 @@ fn lock_scratch_root(root: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::F
 
 /// The lock file in the scratch root; task ids never start with '.'.
 pub const LOCK_FILE: &str = ".airlockd.lock";
-
-/// Network namespaces made at start-up (more are made when they run out).
-const NETNS_AHEAD: usize = 16;
 
 /// A parsed `--listen` value.
 enum Listen {

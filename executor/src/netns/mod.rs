@@ -54,6 +54,10 @@ mod rtnl;
 /// whole hash table.)
 const SOCKET_TABLES: [&str; 1] = ["unix"];
 
+/// Namespaces airlockd makes ahead at start-up (more are made when they run
+/// out), and most wired ones it keeps free.
+pub const AHEAD: usize = 16;
+
 /// Free network namespaces: empty ones, and ones wired to the host.
 pub struct NetnsPool {
     free: Mutex<Vec<File>>,
@@ -89,7 +93,8 @@ impl NetnsLease {
 impl NetnsPool {
     /// A pool holding `empty` fresh empty namespaces and `wired` ones wired
     /// to the host (which needs [`host::setup`] first), keeping at most
-    /// `keep` of each.
+    /// `keep` empty ones and [`AHEAD`] wired ones (each is a veth pair on the
+    /// host).
     pub fn new(empty: usize, wired: usize, keep: usize) -> std::io::Result<Self> {
         Ok(Self {
             free: Mutex::new(create(empty)?),
@@ -139,7 +144,7 @@ impl NetnsPool {
     pub fn give_back(&self, lease: NetnsLease) {
         if lease.wiring.is_some() {
             drop(lease);
-            if lock(&self.wired).len() < self.keep {
+            if lock(&self.wired).len() < AHEAD {
                 match host::create() {
                     Ok(fresh) => lock(&self.wired).push(fresh),
                     Err(err) => tracing::warn!(%err, "could not make a network namespace ahead"),
@@ -266,5 +271,28 @@ mod tests {
         assert_eq!(pool.free(), 1);
         let c = pool.take().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ino(&c).ok(), b_ino, "the free namespace is reused");
+    }
+
+    #[test]
+    fn wired_namespaces_are_used_once_and_their_veth_pair_goes_with_them() {
+        if !root() {
+            return;
+        }
+        host::setup().unwrap_or_else(|e| panic!("{e}"));
+        let pool = NetnsPool::new(0, 1, 4).unwrap_or_else(|e| panic!("{e}"));
+        let lease = pool.take_wired().unwrap_or_else(|e| panic!("{e}"));
+        let link = lease
+            .wiring
+            .as_ref()
+            .map(|w| w.link.clone())
+            .unwrap_or_default();
+        let addr = lease.addr().unwrap_or_else(|| panic!("no address"));
+        assert!(rtnl::index_of(&link).is_ok(), "{link} is on the host");
+        assert_eq!(addr.octets()[..2], host::SUBNET.octets()[..2]);
+        pool.give_back(lease);
+        assert!(rtnl::index_of(&link).is_err(), "{link} outlived its task");
+        // Made afresh in its place, with another address.
+        let next = pool.take_wired().unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(next.addr(), Some(addr));
     }
 }
