@@ -200,7 +200,7 @@ pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<P
         if let Some(listener) = credentials.take_listener() {
             tracing::info!(
                 port = credentials.port(),
-                "serving task credentials on 127.0.0.1"
+                "serving task credentials on 169.254.170.2"
             );
             tokio::spawn(crate::credentials::endpoint::serve(sup.clone(), listener));
         }

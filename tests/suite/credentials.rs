@@ -171,6 +171,8 @@ struct Creds {
     refresh_margin: &'static str,
     network: &'static str,
     meta_key: (String, String),
+    /// The policy's `[limits]`, when not the harness's.
+    limits: Option<&'static str>,
 }
 
 impl Creds {
@@ -182,6 +184,7 @@ impl Creds {
             refresh_margin: "\"5m\"",
             network: "host",
             meta_key: m.meta_key.clone(),
+            limits: None,
         }
     }
 
@@ -213,7 +216,9 @@ session_policy = '{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Acti
             duration = self.duration,
             margin = self.refresh_margin,
         );
+        let defaults = Opts::default();
         Daemon::start(Opts {
+            limits: self.limits.unwrap_or(defaults.limits),
             network: self.network,
             connect_tcp: if self.network == "host" {
                 vec![self.task_port]
@@ -266,6 +271,14 @@ fn fetch_from(ns: Option<&std::fs::File>, url: &str, token: &str) -> u16 {
     })
     .join()
     .unwrap()
+}
+
+/// Whether the endpoint of `url` accepts TCP connections (it closes those
+/// of addresses that are no task's unread, but accepts them).
+fn listening(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").unwrap();
+    let host = &rest[..rest.find('/').unwrap()];
+    std::net::TcpStream::connect_timeout(&host.parse().unwrap(), Duration::from_secs(2)).is_ok()
 }
 
 fn http_status(url: &str, token: &str) -> u16 {
@@ -612,6 +625,7 @@ async fn airlock_asks_sts_for_the_user_duration_and_session_policy() {
         refresh_margin: "\"5m\"",
         network: "host",
         meta_key: ("AKIDEXAMPLE".into(), "not-a-secret".into()),
+        limits: None,
     }
     .daemon();
     // User "a" is one character; STS needs two: the mapping appends '='.
@@ -661,6 +675,7 @@ async fn sts_validation_and_identity_token_errors_reach_the_user_clearly() {
         refresh_margin: "\"5m\"",
         network: "host",
         meta_key: ("AKIDEXAMPLE".into(), "not-a-secret".into()),
+        limits: None,
     }
     .daemon();
     let out = d
@@ -733,10 +748,13 @@ async fn other_tenants_cannot_get_a_tasks_credentials() {
     // The token works from bob's network namespace, so refusals below are
     // not an accident.
     assert_eq!(fetch_from(Some(&bob_net), &url, &token), 200);
+    // From an address that is no task's, the endpoint closes the
+    // connection unread; alice's attempts below get as far as the token
+    // and address check.
     assert_eq!(
         fetch_from(None, &url, &token),
-        403,
-        "another address (the host's) used bob's token"
+        0,
+        "the endpoint answered another address (the host's)"
     );
 
     let mut alice = boto("alice", STEAL);
@@ -760,6 +778,68 @@ async fn other_tenants_cannot_get_a_tasks_credentials() {
         200,
         "token outlived the task"
     );
+}
+
+/// Alice's task keeps opening connections to the endpoint, 300 at a time,
+/// more than its 256 slots.
+const HOG: &str = r#"
+import os, socket, time, urllib.parse
+u = urllib.parse.urlparse(os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"])
+held, end = [], time.time() + 15
+while time.time() < end:
+    new = []
+    for _ in range(300):
+        try:
+            s = socket.create_connection((u.hostname, u.port), timeout=1)
+            s.send(b"G")
+            new.append(s)
+        except OSError:
+            pass
+    for s in held:
+        s.close()
+    held = new
+    open("ready", "w").close()
+    time.sleep(0.2)
+"#;
+
+#[tokio::test]
+async fn one_task_cannot_take_the_endpoint_from_the_others() {
+    if !ready() {
+        return;
+    }
+    let d = Creds {
+        limits: Some(
+            "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\nopen_files = 1024\n",
+        ),
+        ..Creds::on(moto())
+    }
+    .daemon();
+    let mut bob = with_role(boto("bob", "import time; time.sleep(60)"), BOB_ROLE);
+    bob.groups = vec!["bobs".into()];
+    let (bob_id, bob_task) = start_background(&d, bob).await;
+    let (url, token) = task_secret(&d, &bob_id);
+    let bob_net = d.task_netns(&bob_id);
+    let (alice_id, alice) = start_background(&d, boto("alice", HOG)).await;
+    assert!(
+        eventually(Duration::from_secs(10), || d
+            .in_task(&alice_id, "ready")
+            .exists())
+        .await,
+        "alice's task never opened its connections"
+    );
+    // While alice holds as many connections as she can, bob is served
+    // every time: she gets MAX_PER_TASK of the endpoint's slots.
+    for _ in 0..5 {
+        assert_eq!(fetch_from(Some(&bob_net), &url, &token), 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(alice.await.unwrap().exited.is_some());
+    d.client()
+        .await
+        .cancel_task(CancelTaskRequest { task_id: bob_id })
+        .await
+        .unwrap();
+    bob_task.await.unwrap();
 }
 
 #[tokio::test]
@@ -804,11 +884,7 @@ async fn token_dies_with_the_task_however_it_ends() {
                 d.crash();
                 d.restart();
                 // The old endpoint died with the old process.
-                assert_eq!(
-                    fetch_from(None, &url, &token),
-                    0,
-                    "{end}: old endpoint still answers"
-                );
+                assert!(!listening(&url), "{end}: old endpoint still listens");
                 let new_url = task_secret_url(&d, &id);
                 assert_ne!(
                     fetch_from(Some(&net), &new_url, &token),
@@ -828,9 +904,7 @@ async fn token_dies_with_the_task_however_it_ends() {
                 let _ = task.await;
                 assert!(!token_file.exists(), "{end}: token file left");
                 assert!(
-                    eventually(Duration::from_secs(15), || fetch_from(None, &url, &token)
-                        == 0)
-                    .await,
+                    eventually(Duration::from_secs(15), || !listening(&url)).await,
                     "{end}: the endpoint outlived airlockd"
                 );
                 continue;

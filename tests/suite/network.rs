@@ -494,3 +494,89 @@ print(json.dumps({"metadata": connect(("169.254.169.254", 80))}))
     assert_eq!(v["metadata"], "TimeoutError", "{v}");
     drop(listener);
 }
+
+/// Routing alone keeps tasks apart too, should the nftables table be
+/// flushed: the kernel refuses to route a packet from one task address to
+/// another, and one to an unused task address never leaves the worker.
+#[tokio::test]
+async fn routing_refuses_task_to_task_packets_without_nftables() {
+    if !privileged() {
+        return;
+    }
+    // A daemon on the network sets the routing up.
+    let _d = Daemon::start(Opts::default());
+    let route = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(["route", "get"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+    };
+    // As a packet from task 10.213.6.6 would come in.
+    let to_task = route(&["10.213.5.5", "from", "10.213.6.6", "iif", "airlock0"]);
+    assert!(to_task.contains("Permission denied"), "{to_task}");
+    // Positive control: the same packet to beyond the worker is routed.
+    let out = route(&["192.0.2.77", "from", "10.213.6.6", "iif", "airlock0"]);
+    assert!(out.contains("dev "), "{out}");
+    // The worker's own packet to an address no task has: not sent out.
+    let unused = route(&["10.213.5.5", "from", "10.213.0.1"]);
+    assert!(unused.contains("No route to host"), "{unused}");
+}
+
+const FLOWS_FLOOD: &str = r#"
+import json, socket, sys
+worker, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sent = 0
+for i in range(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.sendto(b"flow %d" % i, (worker, port))
+        sent += 1
+    except OSError:
+        pass
+    s.close()
+print(json.dumps({"sent": sent}))
+"#;
+
+#[tokio::test]
+async fn one_task_cannot_fill_the_workers_connection_tracking() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts {
+        udp: true,
+        ..Opts::default()
+    });
+    let flows = airlock_executor::netns::host::FLOWS as usize;
+    let listener = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Read while the task sends: the socket's buffer holds a few hundred.
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let mut got = 0usize;
+        while listener.recv_from(&mut buf).is_ok() {
+            got += 1;
+        }
+        got
+    });
+    // Every datagram from a new socket: a new flow of the task's.
+    let mut req = python("alice", FLOWS_FLOOD);
+    req.args.extend([
+        WORKER_ADDR.to_string(),
+        port.to_string(),
+        (flows + 500).to_string(),
+    ]);
+    let v = d.run(req).await.json();
+    assert_eq!(v["sent"], flows + 500, "{v}");
+    let got = reader.join().unwrap();
+    // nftables counts a few flows late (seen: 1033 of 1024).
+    assert!(
+        got <= flows + 50,
+        "{got} flows of one task got through, far more than {flows}"
+    );
+    assert!(got >= flows / 2, "positive control: only {got} arrived");
+}

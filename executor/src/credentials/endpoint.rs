@@ -7,7 +7,10 @@
 //! task's loopback is its own), reached by tasks on the network through
 //! their namespace's route to the worker ([`crate::netns::host`]): one
 //! `GET /v1/credentials/<task_id>` per connection, request line and headers
-//! at most 8 KiB, read within 5 seconds, at most 256 connections at once.
+//! at most 8 KiB, read within 2 seconds, at most 256 connections at once
+//! and 8 of one task ([`MAX_PER_TASK`]): one task cannot take the slots of
+//! the others. A connection from an address that is no live task's is
+//! closed unread.
 //! It answers 200 with `{"AccessKeyId","SecretAccessKey","Token","Expiration"}`
 //! only when
 //!
@@ -26,8 +29,10 @@
 //! Anything else gets 403, or 400 when the request is not a `GET` of a
 //! task's path with one `Authorization` header, without detail.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,8 +45,12 @@ use crate::supervisor::Supervisor;
 pub const MAX_REQUEST_BYTES: usize = 8 << 10;
 /// Most connections served at once.
 const MAX_CONNECTIONS: usize = 256;
-/// Time a client gets to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most connections of one task served at once: no task can take the
+/// others' slots. (Connections from anything but a live task's address are
+/// closed at once, unread.)
+pub const MAX_PER_TASK: usize = 8;
+/// Time a client gets to send its request (SDKs send it at once).
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// The path prefix; the task id follows.
 pub const PATH_PREFIX: &str = "/v1/credentials/";
 
@@ -55,6 +64,8 @@ pub async fn serve(sup: Arc<Supervisor>, listener: std::net::TcpListener) {
         }
     };
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_task: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let refusals = Arc::new(RefusalLog::default());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -68,19 +79,69 @@ pub async fn serve(sup: Arc<Supervisor>, listener: std::net::TcpListener) {
                 continue;
             }
         };
+        let ip = peer.ip();
+        let is_task = sup.credentials.as_ref().is_some_and(|c| c.is_task_addr(ip));
+        if !is_task || !take_slot(&per_task, ip) {
+            drop(stream); // not a task, or over its bound: refuse, unread
+            continue;
+        }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            give_slot(&per_task, ip);
             drop(stream); // over the bound: refuse rather than queue
             continue;
         };
-        let sup = sup.clone();
+        let (sup, per_task, refusals) = (sup.clone(), per_task.clone(), refusals.clone());
         tokio::spawn(async move {
-            answer(&sup, stream, peer).await;
+            answer(&sup, stream, peer, &refusals).await;
             drop(permit);
+            give_slot(&per_task, ip);
         });
     }
 }
 
-async fn answer(sup: &Supervisor, mut stream: TcpStream, peer: SocketAddr) {
+/// Counts a connection of `ip`; false when it already has
+/// [`MAX_PER_TASK`].
+fn take_slot(per_task: &Mutex<HashMap<IpAddr, usize>>, ip: IpAddr) -> bool {
+    let mut map = per_task.lock().unwrap_or_else(|p| p.into_inner());
+    let n = map.entry(ip).or_insert(0);
+    if *n >= MAX_PER_TASK {
+        return false;
+    }
+    *n += 1;
+    true
+}
+
+fn give_slot(per_task: &Mutex<HashMap<IpAddr, usize>>, ip: IpAddr) {
+    let mut map = per_task.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = map.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&ip);
+        }
+    }
+}
+
+/// Logs refused requests at most once a second, with how many were not
+/// logged: a task cannot flood airlockd's log with them.
+#[derive(Default)]
+struct RefusalLog {
+    last_s: AtomicU64,
+    unlogged: AtomicU64,
+}
+
+impl RefusalLog {
+    fn refused(&self, task_id: &str, peer: IpAddr) {
+        let now = crate::now_ms() / 1000;
+        if self.last_s.swap(now, Ordering::Relaxed) == now {
+            self.unlogged.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let unlogged = self.unlogged.swap(0, Ordering::Relaxed);
+        tracing::warn!(task_id, %peer, unlogged, "credentials request refused");
+    }
+}
+
+async fn answer(sup: &Supervisor, mut stream: TcpStream, peer: SocketAddr, refusals: &RefusalLog) {
     let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
         Ok(Some(head)) => head,
         _ => return respond(&mut stream, 400, b"").await,
@@ -92,7 +153,7 @@ async fn answer(sup: &Supervisor, mut stream: TcpStream, peer: SocketAddr) {
         return respond(&mut stream, 404, b"").await;
     };
     let Some(entry) = creds.authorize(req.task_id, req.authorization, peer.ip()) else {
-        tracing::warn!(task_id = %req.task_id, peer = %peer.ip(), "credentials request refused");
+        refusals.refused(req.task_id, peer.ip());
         return respond(&mut stream, 403, b"").await;
     };
     match creds.broker.container_json(&sup.audit, &entry).await {

@@ -9,7 +9,8 @@
 //!   before it expires and dropping it (zeroized) when the last such task
 //!   ends.
 //! - [`endpoint`] serves them to tasks over the container-credentials
-//!   protocol on a loopback port, each task authenticated by its own token.
+//!   protocol on 169.254.170.2, each task authenticated by its own token
+//!   and by the address of its own network namespace.
 //!
 //! A task's credentials live from [`CredentialService::prepare`] (before the
 //! launcher starts) to [`CredentialService::revoke`], the first step of its
@@ -373,6 +374,13 @@ impl CredentialService {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+
+    /// Whether `ip` is the address of a live task with a token.
+    pub fn is_task_addr(&self, ip: IpAddr) -> bool {
+        self.tokens_lock()
+            .values()
+            .any(|slot| IpAddr::V4(slot.addr) == ip)
     }
 
     /// The session of live task `task_id` when `token` is its token and

@@ -13,11 +13,12 @@
 //!   tasks see it) and `169.254.170.2`, the container-credentials address
 //!   AWS SDKs accept plain HTTP from;
 //! - IPv4 forwarding (`net.ipv4.ip_forward`), as container runtimes do;
-//! - the nftables table `inet airlock`: tasks' traffic leaving the worker is
-//!   masqueraded; nothing is forwarded to the metadata service
-//!   169.254.169.254, or into a task unless it answers the task's own
-//!   connection (so nothing from one task to another); if the host did not
-//!   forward before, it still forwards nothing else.
+//! - routing rules that refuse packets from one task address to another,
+//!   and an `unreachable` route for the subnet (packets to an address no
+//!   task has stay on the worker): tasks stay apart even if the table below
+//!   is flushed;
+//! - the nftables table `inet airlock` (`ruleset` lists its rules), put
+//!   back by a watcher thread when it is gone.
 //!
 //! A packet from a task's namespace carries that task's address, so the
 //! credentials endpoint knows a task by the address a connection comes
@@ -55,6 +56,12 @@ pub const LINK: &str = "airlock0";
 pub const VETH_PREFIX: &str = "alk";
 /// The cloud metadata service, never reachable from a task.
 const METADATA: &str = "169.254.169.254";
+/// Priority of the routing rules that keep tasks apart (before the main
+/// table's, 32766).
+const RULE_PRIORITY: u32 = 10213;
+/// Most flows (connections, UDP and ICMP exchanges) one task may have in
+/// the worker's connection-tracking table at once.
+pub const FLOWS: u32 = 1024;
 /// Marks the rule that keeps a host that did not forward from forwarding
 /// anything but tasks' traffic.
 const NO_FORWARD_MARK: &str = "airlock: the host did not forward before";
@@ -79,9 +86,10 @@ impl Drop for Wiring {
     }
 }
 
-/// The link with the gateway and the endpoint's address, made once
-/// per process (and kept when it exists: other airlockd instances may use
-/// it). The calling thread must be in the host's network namespace.
+/// The link with the gateway and the endpoint's address, and the routing
+/// rules for tasks' addresses, made once per process (and kept when they
+/// exist: other airlockd instances may use them). The calling thread must
+/// be in the host's network namespace.
 pub fn link() -> Result<(), String> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
@@ -97,7 +105,18 @@ pub fn link() -> Result<(), String> {
                 .map_err(|e| err(&format!("add {addr} to {LINK}"), e))?;
         }
         nl.link_up(index)
-            .map_err(|e| err(&format!("bring {LINK} up"), e))
+            .map_err(|e| err(&format!("bring {LINK} up"), e))?;
+        // Routing keeps tasks apart even without the nftables table (which
+        // an operator's `nft flush ruleset` would take away): a packet from
+        // one task address to another is refused, and one to a task
+        // address not in use never leaves the worker. The worker's own
+        // answers from the gateway address are routed as usual.
+        let subnet = (SUBNET, PREFIX);
+        nl.add_rule(RULE_PRIORITY, (GATEWAY, 32), None, false)
+            .and_then(|()| nl.add_rule(RULE_PRIORITY + 1, subnet, Some(subnet), true))
+            .map_err(|e| err("add the routing rules for tasks", e))?;
+        nl.add_unreachable(SUBNET, PREFIX)
+            .map_err(|e| err("add the unreachable route for tasks' subnet", e))
     })
     .clone()
 }
@@ -117,7 +136,8 @@ pub fn setup() -> Result<(), String> {
             || nft(&["list", "table", "inet", "airlock"], "")
                 .map(|out| out.contains(NO_FORWARD_MARK))
                 .unwrap_or(false);
-        nft(&["-f", "-"], &ruleset(keep_off))?;
+        let rules = ruleset(keep_off);
+        nft(&["-f", "-"], &rules)?;
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
             .map_err(|e| format!("turn on IPv4 forwarding: {e}"))?;
         tracing::info!(
@@ -126,22 +146,46 @@ pub fn setup() -> Result<(), String> {
             forwarding_was_off = keep_off,
             "tasks' network: own namespaces routed through {LINK}, nftables table inet airlock"
         );
+        std::thread::spawn(move || watch(&rules));
         Ok(())
     })
     .clone()
 }
 
-/// The nftables table, replaced atomically.
+/// The nftables table, replaced atomically. Rules, by chain:
+/// - prerouting: only tasks' veths carry task addresses, and only tasks and
+///   the worker itself reach the addresses tasks see the worker at; a task
+///   may hold at most [`FLOWS`] tracked flows at once (it cannot fill the
+///   worker's connection-tracking table, shared by everyone's traffic);
+/// - input and forward: nothing to the metadata service;
+/// - forward: into a task only answers to its own connections (so nothing
+///   from one task to another); if the host did not forward before, nothing
+///   else either (IPv4 only: its IPv6 forwarding is left as it was);
+/// - postrouting: tasks' traffic leaving the worker is masqueraded.
 fn ruleset(keep_off: bool) -> String {
     let veth = format!("\"{VETH_PREFIX}*\"");
     let keep_off = match keep_off {
-        true => format!("iifname != {veth} oifname != {veth} drop comment \"{NO_FORWARD_MARK}\""),
+        true => format!(
+            "meta nfproto ipv4 iifname != {veth} oifname != {veth} drop comment \"{NO_FORWARD_MARK}\""
+        ),
         false => String::new(),
     };
     format!(
         "table inet airlock
 delete table inet airlock
 table inet airlock {{
+    set flows {{
+        type ipv4_addr
+        size 65535
+        flags dynamic
+    }}
+    chain prerouting {{
+        type filter hook prerouting priority -150; policy accept;
+        iifname \"lo\" accept
+        iifname != {veth} ip saddr {SUBNET}/{PREFIX} drop
+        iifname != {veth} ip daddr {{ {GATEWAY}, {ENDPOINT_ADDR} }} drop
+        iifname {veth} ct state new add @flows {{ ip saddr ct count over {FLOWS} }} drop
+    }}
     chain input {{
         type filter hook input priority 0; policy accept;
         iifname {veth} ip daddr {METADATA} drop
@@ -160,6 +204,26 @@ table inet airlock {{
 }}
 "
     )
+}
+
+/// Puts the table back whenever it is gone (an operator's `nft flush
+/// ruleset`, or a reload of the host's firewall), checking every 10 s.
+/// Routing still keeps tasks apart meanwhile ([`link`]).
+fn watch(rules: &str) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        if nft(&["list", "table", "inet", "airlock"], "").is_ok() {
+            continue;
+        }
+        match nft(&["-f", "-"], rules) {
+            Ok(_) => tracing::error!(
+                "the nftables table inet airlock was gone (a flushed ruleset?); restored it"
+            ),
+            Err(err) => {
+                tracing::error!(%err, "the nftables table inet airlock is gone and could not be restored")
+            }
+        }
+    }
 }
 
 /// Runs `nft` with `stdin`; its stdout, or what went wrong.

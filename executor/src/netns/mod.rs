@@ -61,7 +61,7 @@ pub const AHEAD: usize = 16;
 /// Free network namespaces: empty ones, and ones wired to the host.
 pub struct NetnsPool {
     free: Mutex<Vec<File>>,
-    wired: Mutex<Vec<(File, host::Wiring)>>,
+    wired: Mutex<Vec<NetnsLease>>,
     /// Most namespaces kept free (more are made on demand and dropped).
     keep: usize,
 }
@@ -70,8 +70,11 @@ pub struct NetnsPool {
 /// or drop it. A wired one's veth pair is deleted when the lease goes.
 #[derive(Debug)]
 pub struct NetnsLease {
-    file: File,
+    /// Dropped first (fields drop in order): the pair is deleted by name
+    /// while the namespace still holds its end, so the name cannot have
+    /// gone to another airlockd's pair meanwhile.
     wiring: Option<host::Wiring>,
+    file: File,
 }
 
 impl NetnsLease {
@@ -100,7 +103,7 @@ impl NetnsPool {
             free: Mutex::new(create(empty)?),
             wired: Mutex::new(
                 (0..wired)
-                    .map(|_| host::create())
+                    .map(|_| wired_lease())
                     .collect::<Result<_, _>>()?,
             ),
             keep,
@@ -111,28 +114,22 @@ impl NetnsPool {
     /// is.
     pub fn take(&self) -> std::io::Result<NetnsLease> {
         if let Some(file) = lock(&self.free).pop() {
-            return Ok(NetnsLease { file, wiring: None });
+            return Ok(NetnsLease { wiring: None, file });
         }
         let file = create(1)?
             .pop()
             .ok_or_else(|| std::io::Error::other("no network namespace made"))?;
-        Ok(NetnsLease { file, wiring: None })
+        Ok(NetnsLease { wiring: None, file })
     }
 
     /// A namespace wired to the host for one task: a free one, or a fresh
     /// one when none is (this sets the host up the first time).
     pub fn take_wired(&self) -> std::io::Result<NetnsLease> {
-        let (file, wiring) = match lock(&self.wired).pop() {
-            Some(free) => free,
-            None => {
-                host::setup().map_err(std::io::Error::other)?;
-                host::create()?
-            }
-        };
-        Ok(NetnsLease {
-            file,
-            wiring: Some(wiring),
-        })
+        if let Some(free) = lock(&self.wired).pop() {
+            return Ok(free);
+        }
+        host::setup().map_err(std::io::Error::other)?;
+        wired_lease()
     }
 
     /// Returns a namespace whose task has ended and whose processes are all
@@ -145,7 +142,7 @@ impl NetnsPool {
         if lease.wiring.is_some() {
             drop(lease);
             if lock(&self.wired).len() < AHEAD {
-                match host::create() {
+                match wired_lease() {
                     Ok(fresh) => lock(&self.wired).push(fresh),
                     Err(err) => tracing::warn!(%err, "could not make a network namespace ahead"),
                 }
@@ -185,6 +182,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
     }
+}
+
+/// A fresh namespace wired to the host.
+fn wired_lease() -> std::io::Result<NetnsLease> {
+    let (file, wiring) = host::create()?;
+    Ok(NetnsLease {
+        wiring: Some(wiring),
+        file,
+    })
 }
 
 /// Makes `n` empty network namespaces in a short-lived thread.

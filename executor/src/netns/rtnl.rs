@@ -38,6 +38,13 @@ const RTPROT_STATIC: u8 = 4;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
 const RTN_UNICAST: u8 = 1;
+const RTN_UNREACHABLE: u8 = 7;
+const RTM_NEWRULE: u16 = 32;
+const FRA_DST: u16 = 1;
+const FRA_SRC: u16 = 2;
+const FRA_PRIORITY: u16 = 6;
+const FR_ACT_TO_TBL: u8 = 1;
+const FR_ACT_PROHIBIT: u8 = 8;
 const RTNH_F_ONLINK: u32 = 4;
 
 /// A NETLINK_ROUTE socket of the opening thread's network namespace.
@@ -110,6 +117,36 @@ impl Msg {
     }
 }
 
+/// `Ok` also when what was to be added exists (EEXIST).
+fn exists_ok(r: nix::Result<()>) -> nix::Result<()> {
+    match r {
+        Err(Errno::EEXIST) => Ok(()),
+        other => other,
+    }
+}
+
+/// A new route of `kind` to `dst/prefix` in the main table.
+fn route_msg(dst: Ipv4Addr, prefix: u8, scope: u8, kind: u8, flags: u32) -> Msg {
+    let mut m = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
+    // struct rtmsg: family, dst len, src len, tos, table, protocol, scope,
+    // type, flags.
+    m.buf.extend([
+        libc::AF_INET as u8,
+        prefix,
+        0,
+        0,
+        RT_TABLE_MAIN,
+        RTPROT_STATIC,
+        scope,
+        kind,
+    ]);
+    m.buf.extend(flags.to_ne_bytes());
+    if prefix > 0 {
+        m.attr(RTA_DST, &dst.octets());
+    }
+    m
+}
+
 fn name_bytes(name: &str) -> Vec<u8> {
     let mut b = name.as_bytes().to_vec();
     b.push(0);
@@ -174,10 +211,7 @@ impl Rtnl {
         m.buf.extend(index.to_ne_bytes());
         m.attr(IFA_LOCAL, &addr.octets());
         m.attr(IFA_ADDRESS, &addr.octets());
-        match self.call(m) {
-            Err(Errno::EEXIST) => Ok(()),
-            other => other,
-        }
+        exists_ok(self.call(m))
     }
 
     /// A route to `dst/prefix`: out of link `index` directly, or through
@@ -190,36 +224,53 @@ impl Rtnl {
         index: u32,
         gateway: Option<Ipv4Addr>,
     ) -> nix::Result<()> {
-        let mut m = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
-        let scope = match gateway {
-            Some(_) => RT_SCOPE_UNIVERSE,
-            None => RT_SCOPE_LINK,
+        let (scope, flags) = match gateway {
+            Some(_) => (RT_SCOPE_UNIVERSE, RTNH_F_ONLINK),
+            None => (RT_SCOPE_LINK, 0),
         };
-        // struct rtmsg: family, dst len, src len, tos, table, protocol,
-        // scope, type, flags.
-        m.buf.extend([
-            libc::AF_INET as u8,
-            prefix,
-            0,
-            0,
-            RT_TABLE_MAIN,
-            RTPROT_STATIC,
-            scope,
-            RTN_UNICAST,
-        ]);
-        let flags = match gateway {
-            Some(_) => RTNH_F_ONLINK,
-            None => 0,
-        };
-        m.buf.extend(flags.to_ne_bytes());
-        if prefix > 0 {
-            m.attr(RTA_DST, &dst.octets());
-        }
+        let mut m = route_msg(dst, prefix, scope, RTN_UNICAST, flags);
         m.attr(RTA_OIF, &index.to_ne_bytes());
         if let Some(gw) = gateway {
             m.attr(RTA_GATEWAY, &gw.octets());
         }
         self.call(m)
+    }
+
+    /// An `unreachable` route to `dst/prefix` (no packet to it leaves the
+    /// host unless a more specific route says otherwise); `Ok` if there.
+    pub fn add_unreachable(&mut self, dst: Ipv4Addr, prefix: u8) -> nix::Result<()> {
+        let m = route_msg(dst, prefix, RT_SCOPE_UNIVERSE, RTN_UNREACHABLE, 0);
+        exists_ok(self.call(m))
+    }
+
+    /// A routing rule at `priority`: packets from `from` (to `to`, if given)
+    /// are routed by the main table (`prohibit` false) or refused
+    /// (`prohibit` true: EACCES, an ICMP "prohibited" for forwarded ones).
+    /// `Ok` if the same rule is there.
+    pub fn add_rule(
+        &mut self,
+        priority: u32,
+        from: (Ipv4Addr, u8),
+        to: Option<(Ipv4Addr, u8)>,
+        prohibit: bool,
+    ) -> nix::Result<()> {
+        let mut m = Msg::new(RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL);
+        let (action, table) = match prohibit {
+            true => (FR_ACT_PROHIBIT, 0),
+            false => (FR_ACT_TO_TBL, RT_TABLE_MAIN),
+        };
+        // struct fib_rule_hdr: family, dst len, src len, tos, table, two
+        // reserved bytes, action, flags.
+        let dst_len = to.map(|(_, len)| len).unwrap_or(0);
+        m.buf
+            .extend([libc::AF_INET as u8, dst_len, from.1, 0, table, 0, 0, action]);
+        m.buf.extend(0u32.to_ne_bytes());
+        m.attr(FRA_PRIORITY, &priority.to_ne_bytes());
+        m.attr(FRA_SRC, &from.0.octets());
+        if let Some((dst, _)) = to {
+            m.attr(FRA_DST, &dst.octets());
+        }
+        exists_ok(self.call(m))
     }
 
     /// Sends `m` and waits for the kernel's acknowledgement.
