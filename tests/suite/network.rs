@@ -580,3 +580,125 @@ async fn one_task_cannot_fill_the_workers_connection_tracking() {
     );
     assert!(got >= flows / 2, "positive control: only {got} arrived");
 }
+
+/// A neighbour on the worker's network, in a network namespace of the
+/// test's: `198.51.100.2/24`, the worker at `198.51.100.1`, with routes to
+/// the addresses tasks see the worker at. Removed when dropped.
+struct Neighbour {
+    ns: String,
+    link: String,
+}
+
+impl Neighbour {
+    fn new() -> Self {
+        let id = std::process::id() % 100_000;
+        let (ns, link) = (format!("airlock-nb-{id}"), format!("anb{id}"));
+        let n = Neighbour { ns, link };
+        let ns = n.ns.as_str();
+        for cmd in [
+            vec!["netns", "add", ns],
+            vec![
+                "link", "add", &n.link, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ],
+            vec!["addr", "add", "198.51.100.1/24", "dev", &n.link],
+            vec!["link", "set", &n.link, "up"],
+            vec!["-n", ns, "link", "set", "eth0", "up"],
+            vec!["-n", ns, "addr", "add", "198.51.100.2/24", "dev", "eth0"],
+            // A task's address too, to send from it.
+            vec!["-n", ns, "addr", "add", "10.213.9.9/32", "dev", "eth0"],
+            vec![
+                "-n",
+                ns,
+                "route",
+                "add",
+                "10.213.0.1",
+                "via",
+                "198.51.100.1",
+            ],
+            vec![
+                "-n",
+                ns,
+                "route",
+                "add",
+                "169.254.170.2",
+                "via",
+                "198.51.100.1",
+            ],
+        ] {
+            let ok = std::process::Command::new("ip")
+                .args(&cmd)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ip {cmd:?}");
+        }
+        n
+    }
+
+    /// Runs Python code in the neighbour's namespace; its stdout as JSON.
+    fn python(&self, code: &str, args: &[String]) -> serde_json::Value {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns, "/usr/bin/python3", "-c", code])
+            .args(args)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+impl Drop for Neighbour {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.link])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+    }
+}
+
+const NEIGHBOUR: &str = r#"
+import json, socket, sys
+port, udp_port = int(sys.argv[1]), int(sys.argv[2])
+def connect(addr):
+    try:
+        socket.create_connection((addr, port), timeout=2).close()
+        return "connected"
+    except Exception as e:
+        return type(e).__name__
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.213.9.9", 0))
+s.sendto(b"as-a-task", ("198.51.100.1", udp_port))
+print(json.dumps({
+  "worker": connect("198.51.100.1"),
+  "gateway": connect("10.213.0.1"),
+  "endpoint": connect("169.254.170.2"),
+}))
+"#;
+
+#[tokio::test]
+async fn the_workers_network_cannot_reach_the_tasks_side_nor_pose_as_a_task() {
+    if !privileged() {
+        return;
+    }
+    // A daemon on the network sets the worker up.
+    let _d = Daemon::start(Opts::default());
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    let nb = Neighbour::new();
+    let v = nb.python(NEIGHBOUR, &[port.to_string(), udp_port.to_string()]);
+    // Positive control: the neighbour reaches the worker's own address.
+    assert_eq!(v["worker"], "connected", "{v}");
+    assert_eq!(v["gateway"], "TimeoutError", "{v}");
+    assert_eq!(v["endpoint"], "TimeoutError", "{v}");
+    let mut buf = [0u8; 64];
+    assert!(
+        udp.recv_from(&mut buf).is_err(),
+        "a datagram from a task address came in from outside the tasks' veths"
+    );
+}
