@@ -594,43 +594,25 @@ impl Neighbour {
         let id = std::process::id() % 100_000;
         let (ns, link) = (format!("airlock-nb-{id}"), format!("anb{id}"));
         let n = Neighbour { ns, link };
-        let ns = n.ns.as_str();
+        let (ns, link) = (&n.ns, &n.link);
         for cmd in [
-            vec!["netns", "add", ns],
-            vec![
-                "link", "add", &n.link, "type", "veth", "peer", "name", "eth0", "netns", ns,
-            ],
-            vec!["addr", "add", "198.51.100.1/24", "dev", &n.link],
-            vec!["link", "set", &n.link, "up"],
-            vec!["-n", ns, "link", "set", "eth0", "up"],
-            vec!["-n", ns, "addr", "add", "198.51.100.2/24", "dev", "eth0"],
+            format!("netns add {ns}"),
+            format!("link add {link} type veth peer name eth0 netns {ns}"),
+            format!("addr add 198.51.100.1/24 dev {link}"),
+            format!("link set {link} up"),
+            format!("-n {ns} link set eth0 up"),
+            format!("-n {ns} addr add 198.51.100.2/24 dev eth0"),
             // A task's address too, to send from it.
-            vec!["-n", ns, "addr", "add", "10.213.9.9/32", "dev", "eth0"],
-            vec![
-                "-n",
-                ns,
-                "route",
-                "add",
-                "10.213.0.1",
-                "via",
-                "198.51.100.1",
-            ],
-            vec![
-                "-n",
-                ns,
-                "route",
-                "add",
-                "169.254.170.2",
-                "via",
-                "198.51.100.1",
-            ],
+            format!("-n {ns} addr add 10.213.9.9/32 dev eth0"),
+            format!("-n {ns} route add 10.213.0.0/16 via 198.51.100.1"),
+            format!("-n {ns} route add 169.254.170.2 via 198.51.100.1"),
         ] {
             let ok = std::process::Command::new("ip")
-                .args(&cmd)
+                .args(cmd.split_whitespace())
                 .status()
                 .unwrap()
                 .success();
-            assert!(ok, "ip {cmd:?}");
+            assert!(ok, "ip {cmd}");
         }
         n
     }
@@ -660,7 +642,7 @@ impl Drop for Neighbour {
 
 const NEIGHBOUR: &str = r#"
 import json, socket, sys
-port, udp_port = int(sys.argv[1]), int(sys.argv[2])
+port, udp_port, task, task_port = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 def connect(addr):
     try:
         socket.create_connection((addr, port), timeout=2).close()
@@ -670,6 +652,7 @@ def connect(addr):
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("10.213.9.9", 0))
 s.sendto(b"as-a-task", ("198.51.100.1", udp_port))
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"into-a-task", (task, task_port))
 print(json.dumps({
   "worker": connect("198.51.100.1"),
   "gateway": connect("10.213.0.1"),
@@ -682,8 +665,25 @@ async fn the_workers_network_cannot_reach_the_tasks_side_nor_pose_as_a_task() {
     if !privileged() {
         return;
     }
-    // A daemon on the network sets the worker up.
-    let _d = Daemon::start(Opts::default());
+    // UDP on, so that only the worker's rules keep the neighbour out of
+    // bob's task, which waits for a datagram.
+    let d = Daemon::start(Opts {
+        udp: true,
+        ..Opts::default()
+    });
+    let bob_port = free_port();
+    let mut req = python("bob", UDP_BOB);
+    req.args
+        .extend([bob_port.to_string(), WORKER_ADDR.to_string()]);
+    let (bob_id, bob) = start_background(&d, req).await;
+    assert!(
+        eventually(Duration::from_secs(10), || d
+            .in_task(&bob_id, "addr.txt")
+            .exists())
+        .await,
+        "bob's task never told its address"
+    );
+    let bob_addr = std::fs::read_to_string(d.in_task(&bob_id, "addr.txt")).unwrap();
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -691,7 +691,15 @@ async fn the_workers_network_cannot_reach_the_tasks_side_nor_pose_as_a_task() {
         .unwrap();
     let udp_port = udp.local_addr().unwrap().port();
     let nb = Neighbour::new();
-    let v = nb.python(NEIGHBOUR, &[port.to_string(), udp_port.to_string()]);
+    let v = nb.python(
+        NEIGHBOUR,
+        &[
+            port.to_string(),
+            udp_port.to_string(),
+            bob_addr,
+            bob_port.to_string(),
+        ],
+    );
     // Positive control: the neighbour reaches the worker's own address.
     assert_eq!(v["worker"], "connected", "{v}");
     assert_eq!(v["gateway"], "TimeoutError", "{v}");
@@ -700,5 +708,10 @@ async fn the_workers_network_cannot_reach_the_tasks_side_nor_pose_as_a_task() {
     assert!(
         udp.recv_from(&mut buf).is_err(),
         "a datagram from a task address came in from outside the tasks' veths"
+    );
+    let bob = bob.await.unwrap().json();
+    assert_eq!(
+        bob["got"], "TimeoutError",
+        "the neighbour reached bob's task: {bob}"
     );
 }
