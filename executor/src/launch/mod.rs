@@ -136,6 +136,9 @@ pub fn main() -> ! {
     // Compiled once here, inherited by every launcher: a failure is
     // reported by each launcher that needs a filter.
     let _ = crate::seccomp_profile::programs();
+    // Dropped once here, inherited empty by every launcher, which checks
+    // and drops whatever is left (see `caps`).
+    let _ = caps::drop_bounding();
     // Each child is the init of a pid namespace of its own: unshare(NEWPID)
     // puts our next child there, and joining our own namespace again after
     // the fork lets the next unshare work (the kernel makes a new pid
