@@ -151,3 +151,46 @@ fn unknown_syscall_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_profile_too_large_for_short_jumps_still_compiles() {
+    // A hundred alternatives of one syscall, one condition each, between
+    // other rules: the tree's root cannot jump over them.
+    let alts: Vec<String> = (0..100)
+        .map(|v| format!(r#"{{"syscall": "ioctl", "args": [{{"index": 1, "type": "dword", "op": "eq", "val": {v}}}]}}"#))
+        .collect();
+    let json = format!(
+        r#"{{"f": {{"mismatch_action": {{"errno": 1}}, "match_action": "allow", "filter": [
+            {{"syscall": "read"}}, {{"syscall": "close"}}, {alts}, {{"syscall": "exit_group"}}]}}}}"#,
+        alts = alts.join(",")
+    );
+    let ours = compile_profile(&json).unwrap();
+    let theirs =
+        seccompiler::compile_from_json(json.as_bytes(), seccompiler::TargetArch::x86_64).unwrap();
+    assert!(
+        ours["f"].iter().any(|i| i.code == BPF_JMP | BPF_JA),
+        "the long form, with a jump per node"
+    );
+    for nr in 0..300 {
+        for v in [0u64, 1, 17, 99, 100, 1000] {
+            let a = [3, v, 0, 0, 0, 0];
+            assert_eq!(
+                run(&ours["f"], AUDIT_ARCH_X86_64, nr, a),
+                run(&theirs["f"], AUDIT_ARCH_X86_64, nr, a),
+                "syscall {nr} args {a:x?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn profile_filters_are_compact() {
+    let ours = compile_profile(crate::seccomp_profile::PROFILE_JSON).unwrap();
+    for (name, program) in &ours {
+        let jumps = program
+            .iter()
+            .filter(|i| i.code == BPF_JMP | BPF_JA)
+            .count();
+        assert_eq!(jumps, 0, "{name}: {} instructions", program.len());
+    }
+}
