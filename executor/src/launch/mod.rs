@@ -169,6 +169,10 @@ pub fn main() -> ! {
         let mut plan_socket = UnixStream::from(plan_socket);
         let _ = plan_socket.set_read_timeout(Some(std::time::Duration::from_secs(5)));
         let plan = read_plan(&mut plan_socket);
+        if let Ok(plan) = &plan {
+            // Made once per set of filters, here, so no launcher makes it.
+            let _ = crate::seccomp_profile::combined(&plan.seccomp);
+        }
         stages.mark("plan read");
         let template = match &plan {
             Ok(plan) => templates.get(plan).and_then(|ns| {
