@@ -2,8 +2,10 @@
 //! (seccompiler's format, a comment on every rule), compiled once at
 //! start-up by [`crate::seccomp_bpf`] as search trees.
 //!
-//! The file holds four filters, installed together; the kernel applies the
-//! strictest verdict of all:
+//! The file holds several filters, which a task gets together as one
+//! program ([`combined`], [`crate::seccomp_bpf::compile_set`]) that decides
+//! as the kernel would for them installed one after another, the strictest
+//! verdict of all:
 //! - `task`: the allowlist, default `EPERM`;
 //! - `clone3_enosys`: `clone3` answers `ENOSYS`, so glibc falls back to
 //!   `clone`, whose flags `task` can inspect (no new namespaces);
@@ -46,6 +48,9 @@ pub enum SeccompProfileError {
     /// A filter the code needs is missing from the JSON.
     #[error("seccomp profile has no filter named {0}")]
     Missing(&'static str),
+    /// A launch plan names a filter the profile does not have.
+    #[error("seccomp profile has no filter named {0}")]
+    Unknown(String),
 }
 
 /// The compiled profile, by filter name; compiled on first use.
@@ -63,8 +68,33 @@ pub fn programs(
         .as_ref()
 }
 
+/// The named filters as one program, made on first use of these names
+/// (the spawner's, before it forks: every launcher finds it made).
+pub fn combined(
+    names: &[String],
+) -> Result<std::sync::Arc<[crate::seccomp_bpf::Insn]>, SeccompProfileError> {
+    type Combined = BTreeMap<Vec<String>, std::sync::Arc<[crate::seccomp_bpf::Insn]>>;
+    static COMBINED: std::sync::Mutex<Combined> = std::sync::Mutex::new(BTreeMap::new());
+    let mut made = COMBINED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(program) = made.get(names) {
+        return Ok(program.clone());
+    }
+    let compiled = programs().map_err(Clone::clone)?;
+    if let Some(name) = names.iter().find(|name| !compiled.contains_key(*name)) {
+        return Err(SeccompProfileError::Unknown(name.clone()));
+    }
+    let names_str: Vec<&str> = names.iter().map(String::as_str).collect();
+    let program: std::sync::Arc<[_]> = crate::seccomp_bpf::compile_set(PROFILE_JSON, &names_str)
+        .map_err(|err| SeccompProfileError::Compile(err.to_string()))?
+        .into();
+    made.insert(names.to_vec(), program.clone());
+    Ok(program)
+}
+
 /// Compiles the profile for x86_64 and checks every filter the code names
-/// is in it.
+/// is in it, and that each set of them merges into one program.
 pub fn compile() -> Result<SeccompPrograms, SeccompProfileError> {
     let compiled = programs().map_err(Clone::clone)?;
     let host_net_udp = vec!["task", "clone3_enosys", "sockets_host", "inet_host"];
@@ -75,6 +105,9 @@ pub fn compile() -> Result<SeccompPrograms, SeccompProfileError> {
         if !compiled.contains_key(*name) {
             return Err(SeccompProfileError::Missing(name));
         }
+    }
+    for names in [&host_net, &host_net_udp, &no_net] {
+        combined(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
     }
     Ok(SeccompPrograms {
         host_net,

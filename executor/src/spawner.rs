@@ -77,8 +77,9 @@ impl Spawner {
     }
 
     /// Starts a launcher for one task with `plan` (the JSON launch plan).
-    /// The plan is written to the task's socket while the spawner is asked,
-    /// because the spawner reads it before it forks.
+    /// The plan is written to the task's socket before the spawner is asked
+    /// (what the socket's buffer does not take, while it is asked), because
+    /// the spawner reads it before it forks.
     pub async fn launch(&self, plan: zeroize::Zeroizing<Vec<u8>>) -> std::io::Result<Launched> {
         let plan = std::sync::Arc::new(plan);
         let mut conn = self.conn.lock().await;
@@ -94,16 +95,24 @@ impl Spawner {
             let (stderr, stderr_task) = pipe2()?;
             let (ours, theirs) = UnixStream::pair()?;
             ours.set_nonblocking(true)?;
+            // The plan goes into the socket's buffer now, before the
+            // spawner is asked, so that it reads the plan at once instead
+            // of waiting for a task of ours to be scheduled; a plan larger
+            // than the buffer is finished by such a task.
+            let length = (plan.len() as u32).to_le_bytes();
+            let written = write_now(&ours, &[&length, &plan])?;
             let (reports, mut writer) = tokio::net::UnixStream::from_std(ours)?.into_split();
-            let sending = {
+            let sending = (written < length.len() + plan.len()).then(|| {
                 let plan = plan.clone();
                 tokio::spawn(async move {
                     use tokio::io::AsyncWriteExt;
-                    writer.write_all(&(plan.len() as u32).to_le_bytes()).await?;
-                    writer.write_all(&plan).await?;
+                    let length_left = length.get(written..).unwrap_or_default();
+                    let plan_left = plan.get(written.saturating_sub(4)..).unwrap_or_default();
+                    writer.write_all(length_left).await?;
+                    writer.write_all(plan_left).await?;
                     std::io::Result::Ok(())
                 })
-            };
+            });
             let fds = [
                 stdin_task.as_raw_fd(),
                 stdout_task.as_raw_fd(),
@@ -115,7 +124,9 @@ impl Spawner {
             match answer {
                 Ok(pidfd) => {
                     // The spawner read the whole plan before it forked.
-                    sending.await.map_err(std::io::Error::other)??;
+                    if let Some(sending) = sending {
+                        sending.await.map_err(std::io::Error::other)??;
+                    }
                     return Ok(Launched {
                         pidfd,
                         stdin: pipe::Sender::from_owned_fd(stdin)?,
@@ -125,7 +136,9 @@ impl Spawner {
                     });
                 }
                 Err(Failure::Spawner(err)) if attempt == 0 => {
-                    sending.abort();
+                    if let Some(sending) = &sending {
+                        sending.abort();
+                    }
                     tracing::warn!(%err, "the spawner is gone; starting a new one");
                     if let Some(mut dead) = conn.take() {
                         let _ = dead.process.kill();
@@ -134,7 +147,9 @@ impl Spawner {
                     attempt += 1;
                 }
                 Err(Failure::Spawner(err) | Failure::Fork(err)) => {
-                    sending.abort();
+                    if let Some(sending) = &sending {
+                        sending.abort();
+                    }
                     return Err(err);
                 }
             }
@@ -169,6 +184,28 @@ impl Spawner {
             process,
         })
     }
+}
+
+/// Writes `parts`, one after the other, to the non-blocking `socket` as
+/// far as its buffer takes them; returns how many bytes were written.
+fn write_now(mut socket: &UnixStream, parts: &[&[u8]]) -> std::io::Result<usize> {
+    use std::io::Write;
+    let mut written = 0;
+    for part in parts {
+        let mut done = 0;
+        while done < part.len() {
+            match socket.write(&part[done..]) {
+                Ok(n) => done += n,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Ok(written + done)
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        written += done;
+    }
+    Ok(written)
 }
 
 enum Failure {

@@ -99,3 +99,23 @@ async fn malformed_requests_are_rejected_with_clear_errors() {
     }
     assert!(d.scratch_dirs().is_empty(), "nothing ran");
 }
+
+#[tokio::test]
+async fn a_plan_larger_than_the_socket_buffer_reaches_the_task_whole() {
+    if !privileged() {
+        return;
+    }
+    // Eight arguments of 120 KiB: a plan of about 1 MiB, more than a Unix
+    // socket's buffer takes at once (airlockd writes the rest while the
+    // spawner reads).
+    let d = Daemon::start(Opts::default());
+    let mut req = python(
+        "alice",
+        "import json, sys\nprint(json.dumps([len(a) for a in sys.argv[1:]] + [sys.argv[8][-3:]]))",
+    );
+    req.args
+        .extend((0..8).map(|i| format!("{}{i:03}", "x".repeat(120 << 10))));
+    let lens =
+        serde_json::json!([122883, 122883, 122883, 122883, 122883, 122883, 122883, 122883, "007"]);
+    assert_eq!(d.run(req).await.json(), lens);
+}

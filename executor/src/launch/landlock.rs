@@ -28,10 +28,21 @@ use landlock::{
 };
 
 use super::plan::{LaunchPlan, NetPlan};
+use super::template::Opened;
 use super::LaunchError;
 
 /// The newest ABI whose rights we use.
 const NEWEST_USED: i32 = 6;
+
+/// The device nodes of every task's /dev and whether the task may write
+/// them.
+pub const DEVICES: [(&str, bool); 5] = [
+    ("/dev/null", true),
+    ("/dev/zero", true),
+    ("/dev/full", true),
+    ("/dev/random", false),
+    ("/dev/urandom", false),
+];
 
 fn ll(step: &str) -> impl FnOnce(landlock::RulesetError) -> LaunchError + '_ {
     move |source| LaunchError::Landlock {
@@ -40,9 +51,13 @@ fn ll(step: &str) -> impl FnOnce(landlock::RulesetError) -> LaunchError + '_ {
     }
 }
 
-/// Builds the ruleset, opening every path now; `None` when the host has no
+/// Builds the ruleset, opening every path now that `opened` (the template
+/// root's, see `template.rs`) does not hold; `None` when the host has no
 /// Landlock and the policy allows running without it (ABI 0 in the plan).
-pub fn prepare(plan: &LaunchPlan) -> Result<Option<RulesetCreated>, LaunchError> {
+pub fn prepare(
+    plan: &LaunchPlan,
+    opened: &[Opened],
+) -> Result<Option<RulesetCreated>, LaunchError> {
     if plan.landlock_abi < 1 {
         return Ok(None);
     }
@@ -78,26 +93,30 @@ pub fn prepare(plan: &LaunchPlan) -> Result<Option<RulesetCreated>, LaunchError>
     grants.push(("/tmp".as_ref(), write));
     grants.push(("/dev/shm".as_ref(), write));
     grants.push(("/proc".as_ref(), read));
-    for dev in ["/dev/null", "/dev/zero", "/dev/full"] {
-        grants.push((dev.as_ref(), device_rw));
-    }
-    for dev in ["/dev/random", "/dev/urandom"] {
-        grants.push((dev.as_ref(), AccessFs::ReadFile.into()));
+    for (dev, writable) in DEVICES {
+        let access = match writable {
+            true => device_rw,
+            false => AccessFs::ReadFile.into(),
+        };
+        grants.push((dev.as_ref(), access));
     }
     for (path, access) in grants {
-        let fd = PathFd::new(path).map_err(|err| LaunchError::Check {
-            step: "open landlock path".into(),
-            detail: format!("{}: {err}", path.display()),
-        })?;
         // A rule on a file may only carry file rights.
-        let access = if path.is_dir() {
-            access
-        } else {
-            access & AccessFs::from_file(abi)
+        let for_kind = |is_dir: bool| match is_dir {
+            true => access,
+            false => access & AccessFs::from_file(abi),
         };
-        created = created
-            .add_rule(PathBeneath::new(fd, access))
-            .map_err(ll("add landlock path rule"))?;
+        created = match opened.iter().find(|o| o.path == path) {
+            Some(o) => created.add_rule(PathBeneath::new(&o.fd, for_kind(o.is_dir))),
+            None => {
+                let fd = PathFd::new(path).map_err(|err| LaunchError::Check {
+                    step: "open landlock path".into(),
+                    detail: format!("{}: {err}", path.display()),
+                })?;
+                created.add_rule(PathBeneath::new(fd, for_kind(path.is_dir())))
+            }
+        }
+        .map_err(ll("add landlock path rule"))?;
     }
     if let (NetPlan::Host { connect_tcp }, true) = (&plan.network, plan.landlock_abi >= 4) {
         for port in connect_tcp {

@@ -136,6 +136,9 @@ pub fn main() -> ! {
     // Compiled once here, inherited by every launcher: a failure is
     // reported by each launcher that needs a filter.
     let _ = crate::seccomp_profile::programs();
+    // Dropped once here, inherited empty by every launcher, which checks
+    // and drops whatever is left (see `caps`).
+    let _ = caps::drop_bounding();
     // Each child is the init of a pid namespace of its own: unshare(NEWPID)
     // puts our next child there, and joining our own namespace again after
     // the fork lets the next unshare work (the kernel makes a new pid
@@ -166,11 +169,17 @@ pub fn main() -> ! {
         let mut plan_socket = UnixStream::from(plan_socket);
         let _ = plan_socket.set_read_timeout(Some(std::time::Duration::from_secs(5)));
         let plan = read_plan(&mut plan_socket);
+        if let Ok(plan) = &plan {
+            // Made once per set of filters, here, so no launcher makes it.
+            let _ = crate::seccomp_profile::combined(&plan.seccomp);
+        }
         stages.mark("plan read");
         let template = match &plan {
-            Ok(plan) => templates.get(plan).and_then(|ns| {
-                ns.try_clone()
-                    .map(OwnedFd::from)
+            Ok(plan) => templates.get(plan).and_then(|t| {
+                let ns = t.ns.try_clone().map(OwnedFd::from);
+                let opened: std::io::Result<Vec<_>> =
+                    t.opened.iter().map(template::Opened::try_clone).collect();
+                ns.and_then(|ns| Ok((ns, opened?)))
                     .map_err(|e| format!("reuse the template: {e}"))
             }),
             Err(_) => Err(String::new()),
@@ -258,7 +267,7 @@ fn answer(control: &OwnedFd, result: Result<OwnedFd, nix::errno::Errno>) {
 fn launch_task(
     spawner: OwnedFd,
     plan: Result<LaunchPlan, LaunchError>,
-    template: Result<OwnedFd, String>,
+    template: Result<(OwnedFd, Vec<template::Opened>), String>,
     mut stages: Timeline,
 ) -> ! {
     stages.mark("forked by the spawner");
@@ -295,12 +304,18 @@ fn init(
     plan: &LaunchPlan,
     channel: &mut UnixStream,
     spawner: OwnedFd,
-    template: OwnedFd,
+    (template, opened): (OwnedFd, Vec<template::Opened>),
     mut stages: Timeline,
 ) -> Result<std::convert::Infallible, LaunchError> {
     // 1. Nothing of the supervisor's may reach the task: close every fd but
-    //    stdio and the plan socket, reset signal dispositions and mask.
-    fds::sanitize(&[spawner.as_fd(), template.as_fd()])?;
+    //    stdio and the plan socket (and, until the init is done with them,
+    //    the spawner's pidfd, the template root and its files opened for
+    //    Landlock), reset signal dispositions and mask.
+    let keep: Vec<_> = [spawner.as_fd(), template.as_fd()]
+        .into_iter()
+        .chain(opened.iter().map(|o| o.fd.as_fd()))
+        .collect();
+    fds::sanitize(&keep)?;
     // 2. A new session, so the task has no controlling terminal and the
     //    supervisor's process group signals do not reach it.
     nix::unistd::setsid().map_err(sys("setsid"))?;
@@ -321,7 +336,8 @@ fn init(
     // 6. Open everything Landlock and exec need while we can still see it,
     //    and build the ruleset. The seccomp filters were compiled by the
     //    spawner before it forked.
-    let ruleset = landlock::prepare(plan)?;
+    let ruleset = landlock::prepare(plan, &opened)?;
+    drop(opened);
     stages.mark("rlimits, Landlock ruleset");
     let program = exec::Program::open(plan)?;
     stages.mark("open (and hash) the program");

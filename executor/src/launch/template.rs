@@ -6,6 +6,11 @@
 //! the tree (binds, mount points, links, device nodes) and tearing it down
 //! per task cost about half a millisecond of a task's start.
 //!
+//! A template also keeps its files opened for Landlock (`O_PATH`, see
+//! [`Opened`]): a rule names an inode, and a task's copy of the template
+//! has the same inodes, so each init adds its rules with these descriptors
+//! instead of walking every path again (about 3 µs each).
+//!
 //! Every mount of a template is private and read-only, so tasks share its
 //! superblocks without being able to write to them or see each other's
 //! mounts. A template binds the files that were at its paths when it was
@@ -16,7 +21,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use nix::unistd::ForkResult;
 
@@ -29,14 +36,46 @@ const KEPT: usize = 16;
 /// The spawner's templates.
 #[derive(Default)]
 pub struct Templates {
-    by_spec: HashMap<TemplateSpec, (Stamps, File)>,
+    by_spec: HashMap<TemplateSpec, (Stamps, Template)>,
     used: VecDeque<TemplateSpec>,
+}
+
+/// One template: its mount namespace and its files opened for Landlock.
+pub struct Template {
+    /// The mount namespace.
+    pub ns: File,
+    /// The paths of the template's Landlock rules that every task sees as
+    /// the template has them.
+    pub opened: Vec<Opened>,
+}
+
+/// A path of the template, opened `O_PATH` in the template's root as the
+/// init would open it in its copy (absolute links resolved inside the
+/// root).
+pub struct Opened {
+    /// The path in the task's root.
+    pub path: PathBuf,
+    /// The descriptor.
+    pub fd: OwnedFd,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+}
+
+impl Opened {
+    /// Another descriptor of the same file (for the init).
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(Self {
+            path: self.path.clone(),
+            fd: self.fd.try_clone()?,
+            is_dir: self.is_dir,
+        })
+    }
 }
 
 impl Templates {
     /// The template namespace for `plan`, built now when there is none or
     /// a path behind the one there is now another file.
-    pub fn get(&mut self, plan: &LaunchPlan) -> Result<&File, String> {
+    pub fn get(&mut self, plan: &LaunchPlan) -> Result<&Template, String> {
         let spec = TemplateSpec::of(plan);
         let stamps = stamps(&spec);
         let fresh = self
@@ -56,7 +95,7 @@ impl Templates {
         }
         self.by_spec
             .get(&spec)
-            .map(|(_, ns)| ns)
+            .map(|(_, template)| template)
             .ok_or_else(|| "template vanished".to_string())
     }
 }
@@ -73,8 +112,9 @@ fn stamps(spec: &TemplateSpec) -> Stamps {
 }
 
 /// Builds a template in a child that unshares a mount namespace; returns
-/// that namespace (the child exits once it is opened).
-fn build(spec: &TemplateSpec) -> Result<File, String> {
+/// that namespace and the files opened in it (the child exits once they
+/// are).
+fn build(spec: &TemplateSpec) -> Result<Template, String> {
     let (mut ready_r, ready_w) = pipe()?;
     let (release_r, release_w) = pipe()?;
     match super::fork_child().map_err(|e| super::error_chain(&e))? {
@@ -100,17 +140,72 @@ fn build(spec: &TemplateSpec) -> Result<File, String> {
             drop(release_r);
             let mut message = String::new();
             let _ = ready_r.read_to_string(&mut message);
-            let ns = if message.is_empty() {
+            let template = if message.is_empty() {
                 File::open(format!("/proc/{child}/ns/mnt"))
                     .map_err(|e| format!("open the template's namespace: {e}"))
+                    .map(|ns| Template {
+                        ns,
+                        opened: open_in(child, spec),
+                    })
             } else {
                 Err(message)
             };
             drop(release_w);
             let _ = nix::sys::wait::waitpid(child, None);
-            ns
+            template
         }
     }
+}
+
+/// Opens the template's Landlock paths in the root of `child` (which is
+/// in the template): the read-only paths, the executables and the device
+/// nodes, except what a task's own mounts hide (under its /tmp, /dev/shm,
+/// /proc or scratch root). A path that does not open is left to the init,
+/// which reports it as it always did.
+fn open_in(child: nix::unistd::Pid, spec: &TemplateSpec) -> Vec<Opened> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    let Ok(root) = File::open(format!("/proc/{child}/root")) else {
+        return Vec::new();
+    };
+    let own_mounts = [
+        Path::new("/tmp"),
+        Path::new("/dev/shm"),
+        Path::new("/proc"),
+        spec.scratch_root.as_path(),
+    ];
+    let devices = super::landlock::DEVICES
+        .iter()
+        .map(|(path, _)| Path::new(path));
+    let mut opened: Vec<Opened> = Vec::new();
+    for path in spec
+        .read_only
+        .iter()
+        .chain(&spec.executables)
+        .map(PathBuf::as_path)
+        .chain(devices)
+    {
+        if own_mounts.iter().any(|m| path.starts_with(m)) || opened.iter().any(|o| o.path == path) {
+            continue;
+        }
+        let Ok(inside) = path.strip_prefix("/") else {
+            continue;
+        };
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT);
+        let Ok(fd) = openat2(&root, inside, how) else {
+            continue;
+        };
+        let Ok(stat) = nix::sys::stat::fstat(&fd) else {
+            continue;
+        };
+        opened.push(Opened {
+            path: path.to_path_buf(),
+            fd,
+            is_dir: stat.st_mode & libc::S_IFMT == libc::S_IFDIR,
+        });
+    }
+    opened
 }
 
 fn pipe() -> Result<(File, File), String> {

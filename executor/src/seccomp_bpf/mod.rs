@@ -6,8 +6,9 @@
 //! in full for late syscalls. Worse, when a filter is installed the kernel
 //! emulates it once for every syscall number to find the ones it may skip
 //! (its constant-action bitmap), which made installing the profile cost
-//! about half a millisecond per task. As a tree, the same allowlist is ~300
-//! instructions and any syscall is decided in about eight comparisons.
+//! about half a millisecond per task. As a tree, the same allowlist is ~110
+//! instructions (one comparison per node, one shared return per verdict)
+//! and any syscall is decided in about eight comparisons.
 //!
 //! Semantics are seccompiler's, and a test runs both compilers' programs
 //! through a BPF interpreter over every syscall number and a set of
@@ -16,7 +17,10 @@
 //! one syscall are alternatives. Other architectures are killed, and x32
 //! syscall numbers (bit 30 set) get `EPERM`, like any syscall not listed.
 
+mod merge;
 mod syscalls;
+
+pub use merge::merge;
 
 use std::collections::BTreeMap;
 
@@ -45,6 +49,12 @@ pub enum CompileError {
     /// A jump too far for classic BPF (cannot happen with small rules).
     #[error("seccomp program: a conditional jump spans more than 255 instructions")]
     JumpTooFar,
+    /// Filters merged into one program would be longer than the kernel takes.
+    #[error("seccomp program: the merged filters are longer than 4096 instructions")]
+    TooLong,
+    /// A filter that [`merge`] cannot copy.
+    #[error("seccomp program: cannot merge a filter: {0}")]
+    Merge(String),
 }
 
 /// One filter of the profile, as the JSON has it.
@@ -150,6 +160,84 @@ const OFF_ARCH: u32 = 4;
 const OFF_ARGS: u32 = 16;
 
 fn compile_filter(f: &FilterJson) -> Result<Vec<Insn>, CompileError> {
+    let (matched, mismatch) = (f.match_action.ret(), f.mismatch_action.ret());
+    let leaves = segments_of(f)?
+        .into_iter()
+        .map(|(start, verdict)| Ok((start, leaf_of(&verdict, matched, mismatch)?)))
+        .collect::<Result<Vec<_>, CompileError>>()?;
+    assemble_tree(&leaves)
+}
+
+/// Compiles the named filters of a profile into one program that decides
+/// every syscall as the kernel does for them installed one after another,
+/// in this order (see [`merge`]): a syscall that every filter decides
+/// without looking at its arguments gets the kernel's verdict of theirs
+/// in the tree's leaf; only for the few that some filter decides by their
+/// arguments is a leaf the merged code of each filter's rules. One program
+/// about as long as the longest filter, instead of one per filter.
+pub fn compile_set(json: &str, names: &[&str]) -> Result<Vec<Insn>, CompileError> {
+    let filters: BTreeMap<String, FilterJson> = serde_json::from_str(json)?;
+    let parts = names
+        .iter()
+        .map(|name| {
+            let f = filters
+                .get(*name)
+                .ok_or_else(|| CompileError::Merge(format!("no filter named {name}")))?;
+            Ok((
+                f.match_action.ret(),
+                f.mismatch_action.ret(),
+                segments_of(f)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, CompileError>>()?;
+    let starts: std::collections::BTreeSet<u32> = parts
+        .iter()
+        .flat_map(|(_, _, segments)| segments.iter().map(|(start, _)| *start))
+        .collect();
+    let mut leaves: Vec<(u32, Leaf)> = Vec::new();
+    for start in starts {
+        // Each filter's verdict from `start` to the next start.
+        let verdicts: Vec<(u32, u32, &Verdict)> = parts
+            .iter()
+            .map(|(matched, mismatch, segments)| {
+                let at = segments.partition_point(|(s, _)| *s <= start) - 1;
+                (*matched, *mismatch, &segments[at].1)
+            })
+            .collect();
+        let rets: Option<Vec<u32>> = verdicts
+            .iter()
+            .map(|(_, _, verdict)| match verdict {
+                Verdict::Ret(ret) => Some(*ret),
+                Verdict::Rules(_) => None,
+            })
+            .collect();
+        let leaf = match rets {
+            Some(rets) => Leaf::Ret(merge::installed_verdict(&rets)),
+            None => {
+                let codes = verdicts
+                    .iter()
+                    .map(|(matched, mismatch, verdict)| {
+                        match leaf_of(verdict, *matched, *mismatch)? {
+                            Leaf::Ret(ret) => Ok(vec![ret_insn(ret)]),
+                            Leaf::Code(code) => Ok(code),
+                        }
+                    })
+                    .collect::<Result<Vec<_>, CompileError>>()?;
+                let codes: Vec<&[Insn]> = codes.iter().map(Vec::as_slice).collect();
+                Leaf::Code(merge(&codes)?)
+            }
+        };
+        match leaves.last() {
+            Some((_, last)) if *last == leaf && matches!(leaf, Leaf::Ret(_)) => {}
+            _ => leaves.push((start, leaf)),
+        }
+    }
+    assemble_tree(&leaves)
+}
+
+/// One filter's segments [start, next start) of the syscall numbers, each
+/// with one verdict; neighbours with the same fixed verdict merged.
+fn segments_of(f: &FilterJson) -> Result<Vec<(u32, Verdict)>, CompileError> {
     let matched = f.match_action.ret();
     let mismatch = f.mismatch_action.ret();
     // syscall number → its alternatives (None: an unconditional rule).
@@ -172,14 +260,122 @@ fn compile_filter(f: &FilterJson) -> Result<Vec<Insn>, CompileError> {
             alts.push(rule.args.clone());
         }
     }
-    // Segments [start, next start) of the syscall numbers, each with one
-    // verdict; neighbours with the same fixed verdict merge.
     let mut segments: Vec<(u32, Verdict)> = vec![(0, Verdict::Ret(mismatch))];
     for (nr, verdict) in by_nr {
         push_segment(&mut segments, nr, verdict);
         push_segment(&mut segments, nr + 1, Verdict::Ret(mismatch));
     }
+    Ok(segments)
+}
 
+/// What a leaf of the tree does: return, or run code of its own (rules on
+/// the arguments; its jumps stay inside it and every path returns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Leaf {
+    Ret(u32),
+    Code(Vec<Insn>),
+}
+
+fn ret_insn(ret: u32) -> Insn {
+    Insn {
+        code: BPF_RET | BPF_K,
+        jt: 0,
+        jf: 0,
+        k: ret,
+    }
+}
+
+fn leaf_of(verdict: &Verdict, matched: u32, mismatch: u32) -> Result<Leaf, CompileError> {
+    Ok(match verdict {
+        Verdict::Ret(ret) => Leaf::Ret(*ret),
+        Verdict::Rules(alts) => {
+            let mut asm = Asm::default();
+            rules(&mut asm, alts, matched, mismatch);
+            Leaf::Code(asm.assemble()?)
+        }
+    })
+}
+
+/// The tree over `leaves`: compact when its jumps reach, spread otherwise.
+fn assemble_tree(leaves: &[(u32, Leaf)]) -> Result<Vec<Insn>, CompileError> {
+    match compact(leaves) {
+        Err(CompileError::JumpTooFar) => spread(leaves),
+        other => other,
+    }
+}
+
+/// The program as a tree whose nodes are one comparison each, jumping
+/// straight to their subtrees and to one shared instruction per return
+/// value, placed last: about a third of [`spread`]'s instructions. The
+/// kernel's cost to install a filter (conversion, JIT, the cache emulation)
+/// grows with its length. Fails with `JumpTooFar` when a conditional jump
+/// would span more than 255 instructions (a profile several times larger
+/// than ours).
+fn compact(segments: &[(u32, Leaf)]) -> Result<Vec<Insn>, CompileError> {
+    let mut asm = Asm::default();
+    let mut returns = BTreeMap::new();
+    asm.stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARCH);
+    let kill = shared_return(&mut asm, &mut returns, libc::SECCOMP_RET_KILL_PROCESS);
+    asm.jump(BPF_JEQ, AUDIT_ARCH_X86_64, Target::Next, kill);
+    asm.stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR);
+    let x32 = shared_return(
+        &mut asm,
+        &mut returns,
+        libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+    );
+    asm.jump(BPF_JGE, X32_SYSCALL_BIT, x32, Target::Next);
+    compact_tree(&mut asm, &mut returns, segments);
+    for (ret, label) in returns {
+        asm.bind(label);
+        asm.stmt(BPF_RET | BPF_K, ret);
+    }
+    asm.assemble()
+}
+
+/// The shared return of `ret`.
+fn shared_return(asm: &mut Asm, returns: &mut BTreeMap<u32, Label>, ret: u32) -> Target {
+    Target::Label(*returns.entry(ret).or_insert_with(|| asm.label()))
+}
+
+/// Emits the search over `segments` (the accumulator holds the number):
+/// a node jumps to its right half when the number is at least the half's
+/// first, and falls to its left half; a half that is one return is that
+/// shared return.
+fn compact_tree(asm: &mut Asm, returns: &mut BTreeMap<u32, Label>, segments: &[(u32, Leaf)]) {
+    if let [(_, leaf)] = segments {
+        asm.leaf(leaf);
+        return;
+    }
+    let (left, right) = segments.split_at(segments.len() / 2);
+    let mut half = |asm: &mut Asm, half: &[(u32, Leaf)]| match half {
+        [(_, Leaf::Ret(ret))] => (shared_return(asm, returns, *ret), None),
+        _ => {
+            let label = asm.label();
+            (Target::Label(label), Some(label))
+        }
+    };
+    let (to_right, right_code) = half(asm, right);
+    let (to_left, left_code) = half(asm, left);
+    let to_left = if left_code.is_some() {
+        Target::Next
+    } else {
+        to_left
+    };
+    asm.jump(BPF_JGE, right[0].0, to_right, to_left);
+    if let Some(label) = left_code {
+        asm.bind(label);
+        compact_tree(asm, returns, left);
+    }
+    if let Some(label) = right_code {
+        asm.bind(label);
+        compact_tree(asm, returns, right);
+    }
+}
+
+/// The program as a tree of two instructions per node (a comparison and a
+/// jump of any length) and a return per leaf: no conditional jump spans
+/// more than a leaf's rules.
+fn spread(segments: &[(u32, Leaf)]) -> Result<Vec<Insn>, CompileError> {
     let mut asm = Asm::default();
     asm.stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARCH);
     asm.jump(BPF_JEQ, AUDIT_ARCH_X86_64, Target::Skip1, Target::Next);
@@ -190,7 +386,7 @@ fn compile_filter(f: &FilterJson) -> Result<Vec<Insn>, CompileError> {
         BPF_RET | BPF_K,
         libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
     );
-    tree(&mut asm, &segments, matched, mismatch);
+    tree(&mut asm, segments);
     asm.assemble()
 }
 
@@ -215,12 +411,9 @@ fn push_segment(segments: &mut Vec<(u32, Verdict)>, start: u32, verdict: Verdict
 }
 
 /// Emits the search over `segments` (the accumulator holds the number).
-fn tree(asm: &mut Asm, segments: &[(u32, Verdict)], matched: u32, mismatch: u32) {
-    if segments.len() == 1 {
-        match &segments[0].1 {
-            Verdict::Ret(ret) => asm.stmt(BPF_RET | BPF_K, *ret),
-            Verdict::Rules(alts) => rules(asm, alts, matched, mismatch),
-        }
+fn tree(asm: &mut Asm, segments: &[(u32, Leaf)]) {
+    if let [(_, leaf)] = segments {
+        asm.leaf(leaf);
         return;
     }
     let mid = segments.len() / 2;
@@ -228,9 +421,9 @@ fn tree(asm: &mut Asm, segments: &[(u32, Verdict)], matched: u32, mismatch: u32)
     // A >= first number of the right half: go right.
     asm.jump(BPF_JGE, segments[mid].0, Target::Next, Target::Skip1);
     asm.ja(right);
-    tree(asm, &segments[..mid], matched, mismatch);
+    tree(asm, &segments[..mid]);
     asm.bind(right);
-    tree(asm, &segments[mid..], matched, mismatch);
+    tree(asm, &segments[mid..]);
 }
 
 /// Emits alternatives of conditions; falls to `mismatch` when none holds.
@@ -344,6 +537,8 @@ enum Target {
 #[derive(Debug)]
 enum Item {
     Stmt(u16, u32),
+    /// An instruction whose jumps are relative to its own block.
+    Raw(Insn),
     Jump(u16, u32, Target, Target),
     Ja(Label),
     Bind(Label),
@@ -373,6 +568,14 @@ impl Asm {
     fn bind(&mut self, label: Label) {
         self.items.push(Item::Bind(label));
     }
+    fn leaf(&mut self, leaf: &Leaf) {
+        match leaf {
+            Leaf::Ret(ret) => self.stmt(BPF_RET | BPF_K, *ret),
+            Leaf::Code(code) => self
+                .items
+                .extend(code.iter().map(|insn| Item::Raw(insn.clone()))),
+        }
+    }
 
     fn assemble(self) -> Result<Vec<Insn>, CompileError> {
         let mut at = vec![usize::MAX; self.labels];
@@ -396,6 +599,7 @@ impl Asm {
             };
             out.push(match *item {
                 Item::Bind(_) => continue,
+                Item::Raw(ref insn) => insn.clone(),
                 Item::Stmt(code, k) => Insn {
                     code,
                     jt: 0,

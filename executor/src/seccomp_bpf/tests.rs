@@ -151,3 +151,207 @@ fn unknown_syscall_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_profile_too_large_for_short_jumps_still_compiles() {
+    // A hundred alternatives of one syscall, one condition each, between
+    // other rules: the tree's root cannot jump over them.
+    let alts: Vec<String> = (0..100)
+        .map(|v| format!(r#"{{"syscall": "ioctl", "args": [{{"index": 1, "type": "dword", "op": "eq", "val": {v}}}]}}"#))
+        .collect();
+    let json = format!(
+        r#"{{"f": {{"mismatch_action": {{"errno": 1}}, "match_action": "allow", "filter": [
+            {{"syscall": "read"}}, {{"syscall": "close"}}, {alts}, {{"syscall": "exit_group"}}]}}}}"#,
+        alts = alts.join(",")
+    );
+    let ours = compile_profile(&json).unwrap();
+    let theirs =
+        seccompiler::compile_from_json(json.as_bytes(), seccompiler::TargetArch::x86_64).unwrap();
+    assert!(
+        ours["f"].iter().any(|i| i.code == BPF_JMP | BPF_JA),
+        "the long form, with a jump per node"
+    );
+    for nr in 0..300 {
+        for v in [0u64, 1, 17, 99, 100, 1000] {
+            let a = [3, v, 0, 0, 0, 0];
+            assert_eq!(
+                run(&ours["f"], AUDIT_ARCH_X86_64, nr, a),
+                run(&theirs["f"], AUDIT_ARCH_X86_64, nr, a),
+                "syscall {nr} args {a:x?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn profile_filters_are_compact() {
+    let ours = compile_profile(crate::seccomp_profile::PROFILE_JSON).unwrap();
+    for (name, program) in &ours {
+        let jumps = program
+            .iter()
+            .filter(|i| i.code == BPF_JMP | BPF_JA)
+            .count();
+        assert_eq!(jumps, 0, "{name}: {} instructions", program.len());
+    }
+}
+/// The kernel's verdict for filters installed in this order
+/// (`seccomp_run_filters`: newest first, a strictly lower action wins).
+fn run_installed(filters: &[&[Insn]], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+    let mut ret = libc::SECCOMP_RET_ALLOW;
+    for filter in filters.iter().rev() {
+        let cur = run(filter, arch, nr, args);
+        if merge::action_only(cur) < merge::action_only(ret) {
+            ret = cur;
+        }
+    }
+    ret
+}
+
+/// The kernel's `seccomp_is_const_allow`: whether the program allows `nr`
+/// whatever the arguments, which puts `nr` in the kernel's cache of
+/// syscalls no filter needs to run for.
+fn const_allow(program: &[Insn], nr: u32) -> bool {
+    let mut acc = 0u32;
+    let mut pc = 0usize;
+    loop {
+        let ins = &program[pc];
+        match ins.code {
+            c if c == BPF_LD | BPF_W | BPF_ABS => match ins.k {
+                OFF_NR => acc = nr,
+                OFF_ARCH => acc = AUDIT_ARCH_X86_64,
+                _ => return false,
+            },
+            c if c == BPF_RET | BPF_K => return ins.k == libc::SECCOMP_RET_ALLOW,
+            c if c == BPF_JMP | BPF_JA => pc += ins.k as usize,
+            c if c == BPF_ALU | BPF_AND | BPF_K => acc &= ins.k,
+            c if c & 0x07 == BPF_JMP => {
+                let taken = match c & 0xf0 {
+                    BPF_JEQ => acc == ins.k,
+                    BPF_JGT => acc > ins.k,
+                    BPF_JGE => acc >= ins.k,
+                    0x40 => acc & ins.k != 0,
+                    other => panic!("jump op {other:#x}"),
+                };
+                pc += usize::from(if taken { ins.jt } else { ins.jf });
+            }
+            _ => return false,
+        }
+        pc += 1;
+    }
+}
+
+/// Checks `merged` against `filters` installed one by one, for every
+/// syscall number, the sample arguments, x32 and another architecture;
+/// and that the kernel's cache finds the same always-allowed syscalls.
+fn assert_merged_decides_like(filters: &[&[Insn]], merged: &[Insn], what: &str) {
+    let args = samples();
+    for arch in [AUDIT_ARCH_X86_64, 0x4000_0003] {
+        for nr in (0..600).chain([X32_SYSCALL_BIT | 41]) {
+            for a in &args {
+                assert_eq!(
+                    run(merged, arch, nr, *a),
+                    run_installed(filters, arch, nr, *a),
+                    "{what}: arch {arch:#x} syscall {nr} args {a:x?}"
+                );
+            }
+        }
+    }
+    for nr in 0..600 {
+        assert_eq!(
+            const_allow(merged, nr),
+            filters.iter().all(|f| const_allow(f, nr)),
+            "{what}: the kernel's cache of syscall {nr}"
+        );
+    }
+}
+
+#[test]
+fn merged_filters_decide_like_the_kernel_for_every_filter_set() {
+    let sets = crate::seccomp_profile::compile().unwrap();
+    let compiled = compile_profile(crate::seccomp_profile::PROFILE_JSON).unwrap();
+    for names in [&sets.host_net, &sets.host_net_udp, &sets.no_net] {
+        let filters: Vec<&[Insn]> = names.iter().map(|n| compiled[*n].as_slice()).collect();
+        let set = compile_set(crate::seccomp_profile::PROFILE_JSON, names).unwrap();
+        let apart: usize = filters.iter().map(|f| f.len()).sum();
+        assert!(
+            set.len() < apart,
+            "{names:?}: {} instructions as one, {apart} apart",
+            set.len()
+        );
+        assert_merged_decides_like(&filters, &set, &format!("{names:?}"));
+        let merged = merge(&filters).unwrap();
+        assert_merged_decides_like(&filters, &merged, &format!("{names:?} merged whole"));
+    }
+}
+
+#[test]
+fn merged_filters_break_ties_like_the_kernel() {
+    // For read: EPERM from one, ENOSYS from the other (one action, two
+    // values: the filter installed last wins), kill from a third for write
+    // (the lowest action wins), and a condition on an argument.
+    let json = r#"{
+        "a": {"mismatch_action": "allow", "match_action": {"errno": 1}, "filter": [
+            {"syscall": "read"}, {"syscall": "close", "args": [{"index": 0, "type": "dword", "op": "eq", "val": 3}]}]},
+        "b": {"mismatch_action": "allow", "match_action": {"errno": 38}, "filter": [
+            {"syscall": "read"}, {"syscall": "close"}]},
+        "c": {"mismatch_action": "allow", "match_action": "kill_process", "filter": [
+            {"syscall": "write"}]},
+        "d": {"mismatch_action": {"errno": 13}, "match_action": "allow", "filter": [
+            {"syscall": "read"}, {"syscall": "write"}, {"syscall": "close"}, {"syscall": "open"}]}
+    }"#;
+    let compiled = compile_profile(json).unwrap();
+    let f = |n: &str| compiled[n].as_slice();
+    for order in [
+        vec![f("a"), f("b")],
+        vec![f("b"), f("a")],
+        vec![f("d"), f("a"), f("c"), f("b")],
+        vec![f("b"), f("c"), f("a"), f("d")],
+        vec![f("c"), f("d")],
+        vec![f("d")],
+    ] {
+        let merged = merge(&order).unwrap();
+        assert_merged_decides_like(&order, &merged, "synthetic");
+    }
+    for names in [
+        vec!["a", "b"],
+        vec!["b", "a"],
+        vec!["d", "a", "c", "b"],
+        vec!["b", "c", "a", "d"],
+    ] {
+        let filters: Vec<&[Insn]> = names.iter().map(|n| f(n)).collect();
+        let set = compile_set(json, &names).unwrap();
+        assert_merged_decides_like(&filters, &set, &format!("synthetic set {names:?}"));
+    }
+    let merged = merge(&[f("a"), f("b")]).unwrap();
+    assert_eq!(
+        run(&merged, AUDIT_ARCH_X86_64, 0, [0; 6]),
+        libc::SECCOMP_RET_ERRNO | 38,
+        "read: the filter installed last decides between two errnos"
+    );
+}
+
+#[test]
+fn merge_refuses_what_it_cannot_copy() {
+    let ret_a = Insn {
+        code: BPF_RET | 0x10,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    };
+    let err = merge(&[&[ret_a]]).unwrap_err().to_string();
+    assert!(err.contains("opcode"), "{err}");
+    let jump_out = Insn {
+        code: BPF_JMP | BPF_JA,
+        jt: 0,
+        jf: 0,
+        k: 5,
+    };
+    let ret = Insn {
+        code: BPF_RET | BPF_K,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    };
+    let err = merge(&[&[jump_out, ret]]).unwrap_err().to_string();
+    assert!(err.contains("jumps out"), "{err}");
+}
