@@ -276,17 +276,22 @@ fn fetch_from(ns: Option<&std::fs::File>, url: &str, token: &str) -> u16 {
 /// Whether the endpoint of `url` accepts TCP connections (it closes those
 /// of addresses that are no task's unread, but accepts them).
 fn listening(url: &str) -> bool {
+    let (addr, _) = split_url(url);
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+}
+
+/// `http://IP:PORT/PATH` as the address and the path.
+fn split_url(url: &str) -> (std::net::SocketAddr, &str) {
     let rest = url.strip_prefix("http://").unwrap();
-    let host = &rest[..rest.find('/').unwrap()];
-    std::net::TcpStream::connect_timeout(&host.parse().unwrap(), Duration::from_secs(2)).is_ok()
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    (host.parse().unwrap(), path)
 }
 
 fn http_status(url: &str, token: &str) -> u16 {
     use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let (addr, path) = split_url(url);
     let timeout = Duration::from_secs(5);
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&host.parse().unwrap(), timeout) else {
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
         return 0;
     };
     s.set_read_timeout(Some(timeout)).unwrap();

@@ -306,26 +306,28 @@ path = "/usr/bin/python3"
     pub fn in_task(&self, id: &str, rel: &str) -> PathBuf {
         let inside = self.scratch_root.join(id).join(rel);
         let inside = inside.strip_prefix("/").unwrap().to_path_buf();
-        self.pool_processes()
-            .into_iter()
-            .map(|pid| PathBuf::from(format!("/proc/{pid}/root")).join(&inside))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| PathBuf::from("/nonexistent").join(&inside))
+        match self.task_pid(id) {
+            Some(pid) => PathBuf::from(format!("/proc/{pid}/root")).join(&inside),
+            None => PathBuf::from("/nonexistent").join(&inside),
+        }
+    }
+
+    /// A process of live task `id`: one whose root holds its scratch dir.
+    fn task_pid(&self, id: &str) -> Option<i32> {
+        let scratch = self.scratch_root.join(id);
+        let scratch = scratch.strip_prefix("/").unwrap();
+        self.pool_processes().into_iter().find(|pid| {
+            PathBuf::from(format!("/proc/{pid}/root"))
+                .join(scratch)
+                .exists()
+        })
     }
 
     /// The network namespace of live task `id`, held open (through one of
     /// its processes).
     pub fn task_netns(&self, id: &str) -> std::fs::File {
-        let scratch = self.scratch_root.join(id);
-        let scratch = scratch.strip_prefix("/").unwrap();
         let pid = self
-            .pool_processes()
-            .into_iter()
-            .find(|pid| {
-                PathBuf::from(format!("/proc/{pid}/root"))
-                    .join(scratch)
-                    .exists()
-            })
+            .task_pid(id)
             .unwrap_or_else(|| panic!("no process of task {id}"));
         std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap()
     }

@@ -374,6 +374,25 @@ print(json.dumps({
 }))
 "#;
 
+/// Starts bob's task, waiting on a UDP port for a datagram (`UDP_BOB`);
+/// returns the port, bob's address and the task's outcome.
+async fn start_bob(d: &Daemon) -> (u16, String, tokio::task::JoinHandle<Outcome>) {
+    let bob_port = free_port();
+    let mut req = python("bob", UDP_BOB);
+    req.args
+        .extend([bob_port.to_string(), WORKER_ADDR.to_string()]);
+    let (bob_id, bob) = start_background(d, req).await;
+    assert!(
+        eventually(Duration::from_secs(10), || d
+            .in_task(&bob_id, "addr.txt")
+            .exists())
+        .await,
+        "bob's task never told its address"
+    );
+    let bob_addr = std::fs::read_to_string(d.in_task(&bob_id, "addr.txt")).unwrap();
+    (bob_port, bob_addr, bob)
+}
+
 #[tokio::test]
 async fn tasks_on_the_network_reach_the_worker_but_not_each_other_nor_as_each_other() {
     if !privileged() {
@@ -389,19 +408,7 @@ async fn tasks_on_the_network_reach_the_worker_but_not_each_other_nor_as_each_ot
     worker
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let bob_port = free_port();
-    let mut req = python("bob", UDP_BOB);
-    req.args
-        .extend([bob_port.to_string(), WORKER_ADDR.to_string()]);
-    let (bob_id, bob) = start_background(&d, req).await;
-    assert!(
-        eventually(Duration::from_secs(10), || d
-            .in_task(&bob_id, "addr.txt")
-            .exists())
-        .await,
-        "bob's task never told its address"
-    );
-    let bob_addr = std::fs::read_to_string(d.in_task(&bob_id, "addr.txt")).unwrap();
+    let (bob_port, bob_addr, bob) = start_bob(&d).await;
     let mut req = python("alice", UDP_ALICE);
     req.args.extend([
         bob_addr.clone(),
@@ -671,19 +678,7 @@ async fn the_workers_network_cannot_reach_the_tasks_side_nor_pose_as_a_task() {
         udp: true,
         ..Opts::default()
     });
-    let bob_port = free_port();
-    let mut req = python("bob", UDP_BOB);
-    req.args
-        .extend([bob_port.to_string(), WORKER_ADDR.to_string()]);
-    let (bob_id, bob) = start_background(&d, req).await;
-    assert!(
-        eventually(Duration::from_secs(10), || d
-            .in_task(&bob_id, "addr.txt")
-            .exists())
-        .await,
-        "bob's task never told its address"
-    );
-    let bob_addr = std::fs::read_to_string(d.in_task(&bob_id, "addr.txt")).unwrap();
+    let (bob_port, bob_addr, bob) = start_bob(&d).await;
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();

@@ -270,9 +270,7 @@ fn next_index() -> u32 {
 /// Makes a network namespace wired to the host, in a short-lived thread
 /// (namespace changes affect only the calling thread).
 pub fn create() -> std::io::Result<(File, Wiring)> {
-    std::thread::spawn(create_here)
-        .join()
-        .map_err(|_| std::io::Error::other("network namespace thread panicked"))?
+    super::on_own_thread(create_here)
 }
 
 fn create_here() -> std::io::Result<(File, Wiring)> {

@@ -193,9 +193,19 @@ fn wired_lease() -> std::io::Result<NetnsLease> {
     })
 }
 
+/// Runs `f` on a short-lived thread of its own: namespace changes affect
+/// only the calling thread, and airlockd's threads must stay in the host's.
+fn on_own_thread<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    std::thread::spawn(f)
+        .join()
+        .map_err(|_| std::io::Error::other("network namespace thread panicked"))?
+}
+
 /// Makes `n` empty network namespaces in a short-lived thread.
 fn create(n: usize) -> std::io::Result<Vec<File>> {
-    std::thread::spawn(move || -> std::io::Result<Vec<File>> {
+    on_own_thread(move || {
         (0..n)
             .map(|_| {
                 unshare(CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
@@ -203,15 +213,13 @@ fn create(n: usize) -> std::io::Result<Vec<File>> {
             })
             .collect()
     })
-    .join()
-    .map_err(|_| std::io::Error::other("network namespace thread panicked"))?
 }
 
 /// The first socket table of the namespace that is not empty, read by a
 /// short-lived thread that joins it.
 fn holds_sockets(ns: &File) -> std::io::Result<Option<&'static str>> {
     let ns = ns.try_clone()?;
-    std::thread::spawn(move || -> std::io::Result<Option<&'static str>> {
+    on_own_thread(move || {
         setns(&ns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
         for table in SOCKET_TABLES {
             let text = std::fs::read_to_string(format!("/proc/thread-self/net/{table}"))?;
@@ -222,8 +230,6 @@ fn holds_sockets(ns: &File) -> std::io::Result<Option<&'static str>> {
         }
         Ok(None)
     })
-    .join()
-    .map_err(|_| std::io::Error::other("network namespace thread panicked"))?
 }
 
 #[cfg(test)]
