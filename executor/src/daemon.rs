@@ -68,6 +68,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             tls_config(&args, addr)?;
         }
     }
+    // Each live task holds a pidfd, its pipes and its report socket here.
+    crate::sys::raise_nofile_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

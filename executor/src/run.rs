@@ -310,7 +310,7 @@ async fn execute(
     let mut lines = BufReader::new(launched.reports).lines();
     let mut killed: Option<KillCause> = None;
     let mut failure: Option<String> = None;
-    let mut exit: Option<(Option<i32>, Option<i32>)> = None;
+    let mut exit: Option<(Option<i32>, Option<i32>, Option<u64>)> = None;
 
     loop {
         let cause = tokio::select! {
@@ -342,9 +342,9 @@ async fn execute(
                             }
                         }
                         Ok(Report::Failed { step, error }) => failure = Some(format!("sandbox setup failed ({step}): {error}")),
-                        Ok(Report::Exited { code, signal }) => {
-                            timeline.mark("program exited (spawn, exec, run)");
-                            exit = exit.or(Some((code, signal)));
+                        Ok(Report::Exited { code, signal, cpu_ms }) => {
+                            timeline.mark("program ended (exec, run, exit, namespace emptied)");
+                            exit = exit.or(Some((code, signal, cpu_ms)));
                         }
                         Err(err) => tracing::warn!(?err, "unreadable launcher report"),
                     },
@@ -364,15 +364,16 @@ async fn execute(
             init.kill();
         }
     }
-    // The report stream ended: the init has closed its files, on its way
-    // out. Its pidfd turns readable once the kernel has also killed and
+    // The report stream ended: the spawner reaped the task's init and
+    // closed its end (or the spawner died, and the init with it). The
+    // init's pidfd turns readable once the kernel has also killed and
     // reaped every other process of its pid namespace.
-    timeline.mark("init exiting");
+    timeline.mark("report stream closed");
     let mut reaped = tokio::time::timeout(KILL_GRACE, init.exited())
         .await
         .is_ok();
     if !reaped {
-        tracing::error!(task_id = %task.id, "the task's init did not end after closing its socket; killing it");
+        tracing::error!(task_id = %task.id, "the task's init did not end after its report stream did; killing it");
         init.kill();
     }
     timeline.mark("namespace gone");
@@ -397,7 +398,7 @@ async fn execute(
         sup.shutdown.is_cancelled(),
         killed,
         failure,
-        exit.unwrap_or((None, None)),
+        exit.unwrap_or((None, None, None)),
     );
     Ok((exited, reaped))
 }
@@ -407,7 +408,7 @@ fn outcome(
     shutting_down: bool,
     killed: Option<KillCause>,
     failure: Option<String>,
-    (code, signal): (Option<i32>, Option<i32>),
+    (code, signal, cpu_ms): (Option<i32>, Option<i32>, Option<u64>),
 ) -> Exited {
     let (reason, message) = if let Some(failure) = failure {
         (ExitReason::SpawnFailed, failure)
@@ -440,6 +441,17 @@ fn outcome(
                 ),
             ),
             None => match signal {
+                // The program is pid 1 of its namespace, so it ignores the
+                // soft limit's SIGXCPU and ends by the hard limit's SIGKILL
+                // (its children end by SIGXCPU, as anywhere).
+                Some(libc::SIGKILL)
+                    if cpu_ms.is_some_and(|ms| ms >= task.limits.cpu_seconds * 1000) =>
+                {
+                    (
+                        ExitReason::Limit,
+                        format!("CPU limit of {} s reached", task.limits.cpu_seconds),
+                    )
+                }
                 Some(libc::SIGXCPU) => (
                     ExitReason::Limit,
                     format!("CPU limit of {} s reached", task.limits.cpu_seconds),

@@ -37,6 +37,34 @@ async fn stdin_exit_code_and_output_pass_through() {
     assert_eq!(out.exited().exit_code, Some(3));
 }
 
+/// The program is pid 1 of its namespace, and the spawner reports how it
+/// ended: when it exits, whatever it left running dies with it.
+#[tokio::test]
+async fn the_programs_end_is_the_tasks_end() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let out = d
+        .run(python(
+            "alice",
+            "import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(600)\n    os._exit(0)\nsys.exit(3)",
+        ))
+        .await;
+    assert_eq!(out.reason(), ExitReason::Completed, "{:?}", out.exited);
+    assert_eq!(out.exited().exit_code, Some(3));
+    assert!(
+        d.pool_processes().is_empty(),
+        "the program's child outlived it: {:?}",
+        d.pool_processes()
+    );
+    // A fault ends pid 1 as it ends any process.
+    let out = d
+        .run(python("alice", "import ctypes; ctypes.string_at(0)"))
+        .await;
+    assert_eq!(out.exited().signal, Some(libc::SIGSEGV), "{:?}", out.exited);
+}
+
 #[tokio::test]
 async fn timeout_kills_the_whole_tree_and_purges() {
     if !privileged() {

@@ -1,4 +1,4 @@
-//! Step 7 (open) and 11 (exec): the program is opened before the sandbox
+//! Step 7 (open) and 10 (exec): the program is opened before the sandbox
 //! closes, and exactly that file is executed with `execveat(AT_EMPTY_PATH)`.
 //! The exec still passes every check of the new credentials and Landlock
 //! domain (the kernel re-opens the file for exec), so opening early grants
@@ -75,32 +75,29 @@ impl Program {
         })
     }
 
-    /// Starts the program as a child of this process and returns its pid.
-    ///
-    /// `posix_spawn` (glibc: `clone(CLONE_VM|CLONE_VFORK)`), not `fork`: the
-    /// child runs in our memory until its exec, so neither our page tables
-    /// are copied nor our pages faulted in twice; and an exec error comes
-    /// back as the result. The path is `/proc/self/fd/N`, the descriptor
+    /// Replaces this process with the program; returns only the error
+    /// when the exec fails. The path is `/proc/self/fd/N`, the descriptor
     /// opened and checked in [`Program::open`]: the kernel executes exactly
     /// that file (and still checks the uid's and Landlock's rights on it).
     /// A script's descriptor is left open for its interpreter (a
     /// close-on-exec descriptor of a script fails with ENOENT, execveat(2));
     /// an ELF program's is not.
-    pub fn spawn(self) -> Result<nix::unistd::Pid, LaunchError> {
-        use nix::spawn::{posix_spawn, PosixSpawnAttr, PosixSpawnFileActions};
+    pub fn exec(self) -> LaunchError {
         use std::os::fd::AsRawFd;
         if self.script {
-            nix::fcntl::fcntl(
+            if let Err(errno) = nix::fcntl::fcntl(
                 &self.fd,
                 nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-            )
-            .map_err(sys("keep the script open for its interpreter"))?;
+            ) {
+                return sys("keep the script open for its interpreter")(errno);
+            }
         }
-        let path = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
-        let actions = PosixSpawnFileActions::init().map_err(sys("exec program"))?;
-        let attr = PosixSpawnAttr::init().map_err(sys("exec program"))?;
-        posix_spawn(path.as_str(), &actions, &attr, &self.argv, &self.envp)
-            .map_err(sys("exec program"))
+        let path = CString::new(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+            .expect("a number has no NUL byte");
+        match nix::unistd::execve(&path, &self.argv, &self.envp) {
+            Err(errno) => sys("exec program")(errno),
+            Ok(never) => match never {},
+        }
     }
 }
 

@@ -7,7 +7,6 @@
 //! socket close-on-exec so the program never inherits it, resets every signal
 //! disposition and unblocks all signals.
 
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
@@ -54,17 +53,4 @@ pub fn sanitize(keep: &[std::os::fd::BorrowedFd<'_>]) -> Result<(), LaunchError>
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(sys("reset signal mask"))?;
     Ok(())
-}
-
-/// Points fds 0-2 at /dev/null (the init's copies of the task's pipes).
-pub fn close_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..3 {
-            let _ = crate::sys::dup_onto(null.as_fd(), fd);
-        }
-    }
 }

@@ -1,9 +1,9 @@
 //! The per-task launcher. `airlock-launch` is a small single-threaded
 //! program that airlockd starts once, the *spawner* ([`main`]); for every task
 //! it forks a launcher ([`crate::spawner`] is airlockd's side) into a new pid
-//! namespace, whose init it is. The launcher reads a [`plan::LaunchPlan`]
-//! from fd 3, builds the sandbox around itself in the order below, and forks
-//! the program, which execs.
+//! namespace, whose init it is. The launcher gets its [`plan::LaunchPlan`]
+//! (read by the spawner), builds the sandbox around itself in the order
+//! below, and execs the program, which stays pid 1 of the namespace.
 //!
 //! Why a separate program: after `fork` in the multithreaded supervisor the
 //! child must not allocate or take locks, and std runs `pre_exec` after the
@@ -11,14 +11,26 @@
 //! forking this small process costs far less than forking airlockd and
 //! exec'ing a launcher for each task.
 //!
-//! Processes: the task's *init* (the launcher, pid 1 of its pid namespace)
-//! and the *program* it forks. The init stays as confined as the program,
-//! reaps orphans, reports the program's status and exits with it, which
-//! kills every process left in the namespace. airlockd holds a pidfd of the
-//! init: SIGKILL through it ends the whole task (double-forked daemons
-//! included), and it becomes readable only once the kernel has reaped every
-//! process of the namespace (pid_namespaces(7)). The init dies with the
-//! spawner, which dies with airlockd.
+//! Processes: the task's *init* is the launcher until its exec, and the
+//! program after it: one process, pid 1 of its pid namespace, the spawner's
+//! child. When it exits the kernel kills every process left in the
+//! namespace, and hands it to the spawner to reap only once they are all
+//! gone; the spawner reports its status and CPU time on the task's socket.
+//! airlockd holds a pidfd of the init: SIGKILL through it ends the whole
+//! task (double-forked daemons included), and it becomes readable only once
+//! the kernel has reaped every process of the namespace
+//! (pid_namespaces(7)). The init dies with the spawner, which dies with
+//! airlockd.
+//!
+//! Why the program is pid 1 and not a child of a waiting init: a second
+//! process per task cost a fork, an exit and a wake-up (about a sixth of a
+//! task's start). What pid 1 changes for the program: signals it has no
+//! handler for are ignored when they come from inside its namespace or
+//! as side effects of its own calls (SIGTERM, SIGINT, SIGPIPE, SIGXFSZ,
+//! SIGXCPU at the soft CPU limit), while a fault still ends it (SIGSEGV,
+//! SIGBUS, SIGILL, SIGFPE; `abort()` ends with SIGSEGV), and orphans of its children become its children (most runtimes
+//! reap them; unreaped ones count against the task's process limit until
+//! it ends). SIGKILL from airlockd and the CPU limit's hard SIGKILL work.
 //!
 //! `docs/launcher.md` mirrors [`init`]'s steps.
 //!
@@ -44,8 +56,7 @@ use std::os::unix::net::UnixStream;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use nix::sys::wait::WaitStatus;
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{fork, ForkResult};
 
 use plan::{LaunchPlan, Report, Timeline, MAX_PLAN_BYTES};
 
@@ -129,10 +140,15 @@ pub(crate) fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> Laun
 /// pidfd. It exits when the socket closes, i.e. with airlockd.
 pub fn main() -> ! {
     let control = fds::take_control_socket();
-    // Our own session, so a terminal's Ctrl-C reaches airlockd only, and the
-    // kernel reaps our children (each task's init) itself: nobody waits.
+    // Our own session, so a terminal's Ctrl-C reaches airlockd only.
     let _ = nix::unistd::setsid();
-    crate::sys::ignore_sigchld();
+    // One descriptor per live task (its report socket) is ours to hold.
+    crate::sys::raise_nofile_limit();
+    // Each task's process ends as our child: SIGCHLD comes through a
+    // signalfd, and we reap and report it (see `reap`).
+    let Ok(children) = children_signalfd() else {
+        std::process::exit(1)
+    };
     // Compiled once here, inherited by every launcher: a failure is
     // reported by each launcher that needs a filter.
     let _ = crate::seccomp_profile::programs();
@@ -151,11 +167,21 @@ pub fn main() -> ! {
         std::process::exit(1)
     };
     let mut templates = template::Templates::default();
+    // Each live task's report socket, by the pid of its process.
+    let mut live: std::collections::HashMap<i32, UnixStream> = Default::default();
     loop {
+        match wait_for_work(&control, &children) {
+            Ok(Work::Reap) => {
+                reap(&children, &mut live);
+                continue;
+            }
+            Ok(Work::Request) => {}
+            Err(_) => std::process::exit(1),
+        }
         let fds = match receive_request(&control) {
             Ok(Some(fds)) => fds,
             Ok(None) => std::process::exit(0),
-            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
             Err(_) => std::process::exit(1),
         };
         let Ok::<[OwnedFd; 4], _>([stdin, stdout, stderr, plan_socket]) = fds.try_into() else {
@@ -224,6 +250,9 @@ pub fn main() -> ! {
                         std::process::exit(127);
                     }
                 }
+                // Every other task's socket, the signalfd and the rest are
+                // closed by the launcher's first step (`fds::sanitize`).
+                std::mem::forget(live);
                 drop((stdin, stdout, stderr, plan_socket, own_pid_ns));
                 launch_task(spawner, plan, template, stages)
             }
@@ -231,8 +260,91 @@ pub fn main() -> ! {
                 let pidfd = crate::sys::pidfd_open(child.as_raw());
                 drop((hold, release));
                 answer(&control, pidfd);
+                live.insert(child.as_raw(), plan_socket);
             }
             Err(_) => answer(&control, Err(nix::errno::Errno::last())),
+        }
+    }
+}
+
+/// What woke the spawner.
+enum Work {
+    /// airlockd asks (or closed the socket).
+    Request,
+    /// A child ended.
+    Reap,
+}
+
+/// SIGCHLD, blocked, as a non-blocking signalfd.
+fn children_signalfd() -> nix::Result<nix::sys::signalfd::SignalFd> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
+/// Waits until airlockd asks or a child ends; ended children first, so
+/// their sockets close before new ones open.
+fn wait_for_work(control: &OwnedFd, children: &nix::sys::signalfd::SignalFd) -> nix::Result<Work> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    loop {
+        let mut fds = [
+            PollFd::new(children.as_fd(), PollFlags::POLLIN),
+            PollFd::new(control.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(err) => return Err(err),
+        }
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        if ready(&fds[0]) {
+            return Ok(Work::Reap);
+        }
+        if ready(&fds[1]) {
+            return Ok(Work::Request);
+        }
+    }
+}
+
+/// Reaps every ended child and reports how its task ended on the task's
+/// socket, which it then closes: airlockd reads `Exited` and then the end
+/// of the stream. A task's process is pid 1 of its namespace, so the kernel
+/// hands it to us only once every other process there is gone.
+fn reap(
+    children: &nix::sys::signalfd::SignalFd,
+    live: &mut std::collections::HashMap<i32, UnixStream>,
+) {
+    while let Ok(Some(_)) = children.read_signal() {}
+    loop {
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are to live locals of the right types.
+        let pid = unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, &mut usage) };
+        if pid <= 0 {
+            return;
+        }
+        let Some(socket) = live.remove(&pid) else {
+            continue;
+        };
+        let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+        let report = Report::Exited {
+            code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+            signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
+            cpu_ms: Some(ms(usage.ru_utime) + ms(usage.ru_stime)),
+        };
+        // Never block on one task's socket: airlockd reads it at once, and
+        // a line this short fits in any socket buffer.
+        if let Ok(mut line) = serde_json::to_vec(&report) {
+            line.push(b'\n');
+            let _ = nix::sys::socket::send(
+                socket.as_raw_fd(),
+                &line,
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            );
         }
     }
 }
@@ -375,11 +487,9 @@ fn init(
         layers.push("seccomp");
     }
     stages.mark("seccomp");
-    // 10. Tell the supervisor, then spawn the program's process: it execs
-    //     exactly the opened file, while this init (as confined as the task)
-    //     reaps orphans and passes on the program's exit. The program is not
-    //     pid 1, so the kernel's signals (SIGXCPU, SIGXFSZ) and its own
-    //     default dispositions work as anywhere else.
+    // 10. Tell the supervisor, then become the program: it execs exactly
+    //     the opened file, as pid 1 of the task's namespace. The report
+    //     socket is close-on-exec; the spawner reports how the task ended.
     send(
         channel,
         &Report::Ready {
@@ -388,43 +498,7 @@ fn init(
             stages,
         },
     );
-    let child = program.spawn()?;
-    reap_until(child, channel)
-}
-
-/// pid 1's loop: reap every orphan until `program` ends, report how it
-/// ended, and exit, which kills whatever is left in the namespace.
-fn reap_until(
-    program: Pid,
-    channel: &mut UnixStream,
-) -> Result<std::convert::Infallible, LaunchError> {
-    fds::close_stdio();
-    loop {
-        match nix::sys::wait::wait() {
-            Ok(WaitStatus::Exited(pid, code)) if pid == program => {
-                send(
-                    channel,
-                    &Report::Exited {
-                        code: Some(code),
-                        signal: None,
-                    },
-                );
-                std::process::exit(code)
-            }
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == program => {
-                send(
-                    channel,
-                    &Report::Exited {
-                        code: None,
-                        signal: Some(sig as i32),
-                    },
-                );
-                std::process::exit(128 + sig as i32)
-            }
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(err) => return Err(sys("wait for the program")(err)),
-        }
-    }
+    Err(program.exec())
 }
 
 pub(crate) fn fork_child() -> Result<ForkResult, LaunchError> {

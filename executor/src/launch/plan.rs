@@ -3,8 +3,9 @@
 //! which every process can read in `/proc/*/cmdline`.
 //!
 //! The launcher (the task's init) answers on the same socket with
-//! [`Report`]s, one JSON line each: `Ready` just before the program's fork
-//! (or `Failed` instead), then `Exited` when the program has ended.
+//! [`Report`]s, one JSON line each: `Ready` just before the program's exec
+//! (or `Failed` instead), from the launcher, then `Exited` when the task has
+//! ended, from the spawner.
 
 use std::path::PathBuf;
 
@@ -148,12 +149,17 @@ pub enum Report {
         /// The error, for people.
         error: String,
     },
-    /// The program ended (sent by the task's init).
+    /// The program ended, and with it every process of its namespace
+    /// (sent by the spawner, which reaps it).
     Exited {
         /// Exit code, when it exited.
         code: Option<i32>,
         /// Signal number, when it was killed.
         signal: Option<i32>,
+        /// CPU time (user and system) of the program and the children it
+        /// waited for.
+        #[serde(default)]
+        cpu_ms: Option<u64>,
     },
 }
 

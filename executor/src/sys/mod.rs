@@ -62,13 +62,16 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
     .map(drop)
 }
 
-/// Sets SIGCHLD to SIG_IGN: the kernel then reaps this process's children
-/// itself (wait(2), "NOTES"). [`reset_signal_dispositions`] undoes it.
-pub fn ignore_sigchld() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    // SAFETY: SIG_IGN runs no code of ours in signal context.
-    let _ = unsafe { sigaction(Signal::SIGCHLD, &ignore) };
+/// Raises this process's soft limit on open files to its hard limit: a
+/// supervisor holds a few descriptors per live task, and the usual soft
+/// limit of 1,024 would cap it at a few hundred tasks.
+pub fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }
 
 /// Resets every catchable signal to its default disposition.
