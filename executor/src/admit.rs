@@ -338,10 +338,7 @@ fn requested_limits(req: &RunTaskRequest) -> RequestedLimits {
 /// A random task id: `t-` and 16 hex digits.
 fn new_task_id() -> String {
     let mut bytes = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .is_err()
-    {
+    if crate::sys::random_bytes(&mut bytes).is_err() {
         bytes = crate::now_ms().to_le_bytes();
     }
     format!("t-{:016x}", u64::from_le_bytes(bytes))

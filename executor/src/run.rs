@@ -356,6 +356,9 @@ async fn execute(
             _ = task.cancel.cancelled(), if killed.is_none() => Some(KillCause::Cancelled),
             _ = output_full.notified(), if killed.is_none() => Some(KillCause::Output),
             _ = client_gone.notified(), if killed.is_none() => Some(KillCause::ClientGone),
+            // Killed, and every process of it gone: its outcome is ours to
+            // tell, so do not wait for the spawner's report (it may be busy).
+            _ = init.exited(), if killed.is_some() => break,
         };
         if let Some(cause) = cause {
             killed = Some(cause);
@@ -391,7 +394,15 @@ async fn execute(
         }
     }
     if exit.is_none() && failure.is_none() && killed.is_none() {
-        failure = Some("the sandbox launcher ended without a report".to_string());
+        // Ready hands the output pipes to their readers.
+        let started = stdout.is_none();
+        failure = Some(if !started {
+            "the sandbox launcher ended without a report".to_string()
+        } else {
+            // Ready came, then the stream ended without Exited: the
+            // spawner, which reports how tasks end, is gone.
+            "the spawner ended while the task ran, so how the task ended is unknown; the task was killed".to_string()
+        });
     }
     let exited = outcome(
         task,

@@ -190,6 +190,9 @@ path = "/usr/bin/python3"
             }
         }
         let log = std::fs::File::create(dir.path().join("airlockd.log")).unwrap();
+        // Started as `nohup` would start it, with a signal ignored: no task
+        // may inherit that (see `isolation`).
+        ignore_sigusr2_in(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -246,7 +249,9 @@ path = "/usr/bin/python3"
             .append(true)
             .open(self.dir.path().join("airlockd.log"))
             .unwrap();
-        let child = Command::new(bin_dir().join("airlockd"))
+        let mut cmd = Command::new(bin_dir().join("airlockd"));
+        ignore_sigusr2_in(&mut cmd);
+        let child = cmd
             .envs(self.env.iter().cloned())
             .arg("--config")
             .arg(&self.config)
@@ -574,4 +579,16 @@ pub fn spawn_moto() -> (u16, Child) {
         std::thread::sleep(Duration::from_millis(50));
     }
     (port, child)
+}
+
+/// Starts `cmd` with SIGUSR2 ignored; an ignored signal survives exec.
+fn ignore_sigusr2_in(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: sigaction is async-signal-safe and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+            Ok(())
+        });
+    }
 }

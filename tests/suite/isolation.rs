@@ -14,9 +14,16 @@ async fn task_runs_as_pool_uid_with_every_layer_applied() {
         .python(
             "alice",
             r#"
-import json, os
+import json, os, signal
 status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
+# Python ignores SIGPIPE and SIGXFSZ itself, and handles SIGINT only when it
+# was not ignored when it started.
+own = {signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT}
 print(json.dumps({
+    "signals_not_default": [signal.Signals(s).name for s in signal.valid_signals()
+        if s not in own and s < signal.SIGRTMIN and signal.getsignal(s) != signal.SIG_DFL],
+    "sigint_handled": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+    "blocked": status["SigBlk"].strip(),
     "uid": os.getresuid(), "gid": os.getresgid(), "groups": os.getgroups(),
     "caps": [status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")],
     "nnp": status["NoNewPrivs"].strip(), "seccomp": status["Seccomp"].strip(),
@@ -36,6 +43,11 @@ print(json.dumps({
     assert_eq!(v["caps"], serde_json::json!(vec!["0000000000000000"; 5]));
     assert_eq!(v["nnp"], "1");
     assert_eq!(v["seccomp"], "2");
+    // airlockd was started with SIGUSR2 ignored (harness): nothing of that
+    // reaches the task.
+    assert_eq!(v["signals_not_default"], serde_json::json!([]), "{v}");
+    assert_eq!(v["sigint_handled"], true, "{v}");
+    assert_eq!(v["blocked"], "0000000000000000", "{v}");
     // stdio plus the fd listdir itself opened
     assert_eq!(
         v["fds"],

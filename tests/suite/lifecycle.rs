@@ -65,6 +65,32 @@ async fn the_programs_end_is_the_tasks_end() {
     assert_eq!(out.exited().signal, Some(libc::SIGSEGV), "{:?}", out.exited);
 }
 
+/// The program, pid 1 of its namespace, may clear its parent-death signal
+/// or set one that pid 1 ignores: a crashed airlockd's tasks still die,
+/// because the spawner kills them when airlockd's socket closes.
+#[tokio::test]
+async fn no_task_outlives_a_crashed_airlockd_whatever_its_parent_death_signal() {
+    if !privileged() {
+        return;
+    }
+    let mut d = Daemon::start(Opts::default());
+    let code = |sig: i32| {
+        format!(
+            "import ctypes, time\nlibc = ctypes.CDLL(None)\nassert libc.prctl(1, {sig}, 0, 0, 0) == 0\nopen('armed', 'w').write('x')\ntime.sleep(300)\n"
+        )
+    };
+    let (a, _alice) = start_background(&d, python("alice", &code(0))).await;
+    let (b, _bob) = start_background(&d, python("bob", &code(libc::SIGTERM))).await;
+    for id in [&a, &b] {
+        assert!(eventually(Duration::from_secs(10), || d.in_task(id, "armed").exists()).await);
+    }
+    d.crash();
+    let gone = eventually(Duration::from_secs(5), || d.pool_processes().is_empty()).await;
+    let survivors = d.pool_processes();
+    d.restart();
+    assert!(gone, "tasks outlived the crashed airlockd: {survivors:?}");
+}
+
 #[tokio::test]
 async fn timeout_kills_the_whole_tree_and_purges() {
     if !privileged() {

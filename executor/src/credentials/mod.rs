@@ -129,7 +129,7 @@ pub enum CredentialError {
         /// STS's message, clipped.
         detail: String,
     },
-    /// Making the task's token failed (reading /dev/urandom).
+    /// Making the task's token failed (getrandom).
     #[error("could not create the task's {what}")]
     Files {
         /// Which file.
@@ -486,7 +486,7 @@ pub fn sts_name(user: &str) -> String {
 /// A fresh 256-bit token, hex.
 fn random_token() -> std::io::Result<Secret> {
     let mut bytes = Zeroizing::new([0u8; 32]);
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut *bytes)?;
+    crate::sys::random_bytes(&mut *bytes)?;
     let mut hex = String::with_capacity(64);
     for b in bytes.iter() {
         hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));

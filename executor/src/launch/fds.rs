@@ -4,8 +4,9 @@
 //! fds the init uses while still root (the spawner's pidfd, the template
 //! root's namespace); the launcher closes every other fd above 3 with
 //! `close_range(2)` (it inherits the spawner's, all close-on-exec), marks the plan
-//! socket close-on-exec so the program never inherits it, resets every signal
-//! disposition and unblocks all signals.
+//! socket close-on-exec so the program never inherits it, and unblocks all
+//! signals. Dispositions need no reset here: the spawner reset every one
+//! to its default at start-up and sets none (only SIG_IGN survives an exec).
 
 use std::os::unix::net::UnixStream;
 
@@ -32,7 +33,7 @@ pub fn take_plan_socket() -> UnixStream {
 
 /// Closes every inherited fd but stdio, the plan socket and `keep` (the
 /// spawner's pidfd and the template root, until the init is done with
-/// them), marks the plan socket CLOEXEC, resets signals.
+/// them), marks the plan socket CLOEXEC, unblocks every signal.
 pub fn sanitize(keep: &[std::os::fd::BorrowedFd<'_>]) -> Result<(), LaunchError> {
     use std::os::fd::AsRawFd;
     let mut keep: Vec<u32> = keep.iter().map(|fd| fd.as_raw_fd() as u32).collect();
@@ -49,7 +50,7 @@ pub fn sanitize(keep: &[std::os::fd::BorrowedFd<'_>]) -> Result<(), LaunchError>
     }
     crate::sys::close_fd_range(from, u32::MAX).map_err(sys("close inherited fds"))?;
     crate::sys::set_cloexec(PLAN_FD).map_err(sys("cloexec plan socket"))?;
-    crate::sys::reset_signal_dispositions();
+    // Dispositions: the spawner reset them all once (it sets none).
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(sys("reset signal mask"))?;
     Ok(())

@@ -19,8 +19,10 @@
 //! airlockd holds a pidfd of the init: SIGKILL through it ends the whole
 //! task (double-forked daemons included), and it becomes readable only once
 //! the kernel has reaped every process of the namespace
-//! (pid_namespaces(7)). The init dies with the spawner, which dies with
-//! airlockd.
+//! (pid_namespaces(7)). When airlockd's socket closes (airlockd ended,
+//! crashed or not) the spawner SIGKILLs every live task and exits; the init
+//! also has the spawner's death as its parent-death signal, until the
+//! program, which may change that, runs.
 //!
 //! Why the program is pid 1 and not a child of a waiting init: a second
 //! process per task cost a fork, an exit and a wake-up (about a sixth of a
@@ -142,6 +144,10 @@ pub fn main() -> ! {
     let control = fds::take_control_socket();
     // Our own session, so a terminal's Ctrl-C reaches airlockd only.
     let _ = nix::unistd::setsid();
+    // Every signal back to its default disposition, once, here: an ignored
+    // signal (inherited from whoever started airlockd, or std's SIGPIPE)
+    // would stay ignored across the task's exec. Launchers inherit these.
+    crate::sys::reset_signal_dispositions();
     // One descriptor per live task (its report socket) is ours to hold.
     crate::sys::raise_nofile_limit();
     // Each task's process ends as our child: SIGCHLD comes through a
@@ -155,15 +161,8 @@ pub fn main() -> ! {
     // Dropped once here, inherited empty by every launcher, which checks
     // and drops whatever is left (see `caps`).
     let _ = caps::drop_bounding();
-    // Each child is the init of a pid namespace of its own: unshare(NEWPID)
-    // puts our next child there, and joining our own namespace again after
-    // the fork lets the next unshare work (the kernel makes a new pid
-    // namespace for children only from the active one). Every init watches
-    // this pidfd to die with us.
-    let (Ok(own_pid_ns), Ok(spawner)) = (
-        std::fs::File::open("/proc/self/ns/pid"),
-        crate::sys::pidfd_open(nix::unistd::getpid().as_raw()),
-    ) else {
+    // Every init watches this pidfd to die with us.
+    let Ok(spawner) = crate::sys::pidfd_open(nix::unistd::getpid().as_raw()) else {
         std::process::exit(1)
     };
     let mut templates = template::Templates::default();
@@ -176,13 +175,13 @@ pub fn main() -> ! {
                 continue;
             }
             Ok(Work::Request) => {}
-            Err(_) => std::process::exit(1),
+            Err(_) => end_tasks_and_exit(&live, 1),
         }
         let fds = match receive_request(&control) {
             Ok(Some(fds)) => fds,
-            Ok(None) => std::process::exit(0),
+            Ok(None) => end_tasks_and_exit(&live, 0),
             Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
-            Err(_) => std::process::exit(1),
+            Err(_) => end_tasks_and_exit(&live, 1),
         };
         let Ok::<[OwnedFd; 4], _>([stdin, stdout, stderr, plan_socket]) = fds.try_into() else {
             answer(&control, Err(nix::errno::Errno::EPROTO));
@@ -211,30 +210,8 @@ pub fn main() -> ! {
             Err(_) => Err(String::new()),
         };
         stages.mark("template root");
-        if let Err(errno) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID) {
-            answer(&control, Err(errno));
-            continue;
-        }
-        // The child holds until its pidfd exists: it could otherwise end,
-        // be reaped and its pid be reused before pidfd_open.
-        let Ok((hold, release)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
-            answer(&control, Err(nix::errno::Errno::last()));
-            continue;
-        };
-        let forked = fork_child();
-        if !matches!(forked, Ok(ForkResult::Child)) {
-            // Back to our own namespace for the next child; without it no
-            // task could start, so a failure ends the spawner (airlockd
-            // starts a new one).
-            if nix::sched::setns(&own_pid_ns, nix::sched::CloneFlags::CLONE_NEWPID).is_err() {
-                std::process::exit(1);
-            }
-        }
-        match forked {
-            Ok(ForkResult::Child) => {
-                drop(release);
-                let _ = nix::unistd::read(&hold, &mut [0u8; 1]);
-                drop(hold);
+        match fork_init() {
+            Ok(None) => {
                 // The plan socket becomes fd 3, replacing our control socket.
                 std::mem::forget(control);
                 for (target, fd) in [
@@ -253,18 +230,63 @@ pub fn main() -> ! {
                 // Every other task's socket, the signalfd and the rest are
                 // closed by the launcher's first step (`fds::sanitize`).
                 std::mem::forget(live);
-                drop((stdin, stdout, stderr, plan_socket, own_pid_ns));
+                drop((stdin, stdout, stderr, plan_socket));
                 launch_task(spawner, plan, template, stages)
             }
-            Ok(ForkResult::Parent { child }) => {
-                let pidfd = crate::sys::pidfd_open(child.as_raw());
-                drop((hold, release));
-                answer(&control, pidfd);
-                live.insert(child.as_raw(), plan_socket);
+            Ok(Some((child, pidfd))) => {
+                answer(&control, Ok(pidfd));
+                live.insert(child, plan_socket);
             }
-            Err(_) => answer(&control, Err(nix::errno::Errno::last())),
+            Err(errno) => answer(&control, Err(errno)),
         }
     }
+}
+
+/// `fork`, with the child as pid 1 of a new pid namespace, and a pidfd of
+/// it made with it (`CLONE_PIDFD`: the child cannot end and its pid be
+/// reused before the pidfd exists). `None` in the child; the child's pid
+/// and the pidfd in the parent.
+fn fork_init() -> Result<Option<(i32, OwnedFd)>, nix::errno::Errno> {
+    let mut pidfd: libc::c_int = -1;
+    let flags = libc::CLONE_NEWPID | libc::CLONE_PIDFD | libc::SIGCHLD;
+    // SAFETY: clone(2) without CLONE_VM and without a new stack is fork(2):
+    // the child returns here with a copy of our memory. The spawner has
+    // exactly one thread (a fresh exec that starts none), so that copy is
+    // consistent and the child may run ordinary Rust; glibc's fork
+    // wrapper is skipped, and nothing in the launcher depends on what it
+    // would reset (atfork handlers, the cached thread id). The pidfd comes
+    // back through parent_tid, the third argument on x86_64 and arm64.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags as libc::c_ulong,
+            0usize,
+            &mut pidfd as *mut libc::c_int,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        -1 => Err(nix::errno::Errno::last()),
+        0 => Ok(None),
+        // SAFETY: the kernel just made this close-on-exec pidfd for us.
+        pid => Ok(Some((pid as i32, unsafe {
+            std::os::fd::FromRawFd::from_raw_fd(pidfd)
+        }))),
+    }
+}
+
+/// Kills every live task and exits: airlockd is gone (or we cannot serve
+/// it), and nothing of a task may outlive its supervisor, which enforces its
+/// deadline. The parent-death signal alone does not do: the program, pid 1
+/// of its namespace, may clear it, or set one that pid 1 ignores. Each pid
+/// is a child not yet reaped, so it cannot have been reused, and SIGKILL
+/// from the parent namespace always reaches a namespace's pid 1.
+fn end_tasks_and_exit(live: &std::collections::HashMap<i32, UnixStream>, code: i32) -> ! {
+    for pid in live.keys() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::SIGKILL);
+    }
+    std::process::exit(code)
 }
 
 /// What woke the spawner.

@@ -215,21 +215,55 @@ fn create(n: usize) -> std::io::Result<Vec<File>> {
     })
 }
 
-/// The first socket table of the namespace that is not empty, read by a
-/// short-lived thread that joins it.
+/// The first socket table of the namespace that is not empty, read by
+/// airlockd's one checker thread (a thread per check cost a `clone` and an
+/// exit on every task's end).
 fn holds_sockets(ns: &File) -> std::io::Result<Option<&'static str>> {
-    let ns = ns.try_clone()?;
-    on_own_thread(move || {
-        setns(&ns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-        for table in SOCKET_TABLES {
-            let text = std::fs::read_to_string(format!("/proc/thread-self/net/{table}"))?;
-            // Line one is the header.
-            if text.lines().nth(1).is_some() {
-                return Ok(Some(table));
+    type Answer = std::io::Result<Option<&'static str>>;
+    type Check = (File, std::sync::mpsc::SyncSender<Answer>);
+    static CHECKER: Mutex<Option<std::sync::mpsc::Sender<Check>>> = Mutex::new(None);
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    let mut request = (ns.try_clone()?, reply);
+    {
+        let mut checker = lock(&CHECKER);
+        // A checker that died (it never should) is replaced once.
+        for _ in 0..2 {
+            let sender = checker.get_or_insert_with(|| {
+                let (sender, checks) = std::sync::mpsc::channel::<Check>();
+                // It joins each namespace in turn and never needs the
+                // host's again: airlockd's other threads stay in theirs.
+                std::thread::spawn(move || {
+                    for (ns, reply) in checks {
+                        let _ = reply.send(check_sockets(&ns));
+                    }
+                });
+                sender
+            });
+            match sender.send(request) {
+                Ok(()) => break,
+                Err(std::sync::mpsc::SendError(back)) => {
+                    request = back;
+                    *checker = None;
+                }
             }
         }
-        Ok(None)
-    })
+    }
+    answer
+        .recv()
+        .map_err(|_| std::io::Error::other("the network namespace checker is gone"))?
+}
+
+/// [`holds_sockets`] on the calling thread, which joins `ns` for good.
+fn check_sockets(ns: &File) -> std::io::Result<Option<&'static str>> {
+    setns(ns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+    for table in SOCKET_TABLES {
+        let text = std::fs::read_to_string(format!("/proc/thread-self/net/{table}"))?;
+        // Line one is the header.
+        if text.lines().nth(1).is_some() {
+            return Ok(Some(table));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -62,6 +62,27 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
     .map(drop)
 }
 
+/// Fills `buf` from the kernel's random number generator (getrandom(2),
+/// which blocks only until the pool is first initialized, at boot).
+pub fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the pointer and length describe the writable `rest`.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match n {
+            n if n > 0 => filled += n as usize,
+            _ => {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Raises this process's soft limit on open files to its hard limit: a
 /// supervisor holds a few descriptors per live task, and the usual soft
 /// limit of 1,024 would cap it at a few hundred tasks.
