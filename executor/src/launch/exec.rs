@@ -92,8 +92,13 @@ impl Program {
                 return sys("keep the script open for its interpreter")(errno);
             }
         }
-        let path = CString::new(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
-            .expect("a number has no NUL byte");
+        let path = match cstring(
+            "exec program",
+            format!("/proc/self/fd/{}", self.fd.as_raw_fd()),
+        ) {
+            Ok(path) => path,
+            Err(err) => return err,
+        };
         match nix::unistd::execve(&path, &self.argv, &self.envp) {
             Err(errno) => sys("exec program")(errno),
             Ok(never) => match never {},

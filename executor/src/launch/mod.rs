@@ -27,12 +27,13 @@
 //! Why the program is pid 1 and not a child of a waiting init: a second
 //! process per task cost a fork, an exit and a wake-up (about a sixth of a
 //! task's start). What pid 1 changes for the program: signals it has no
-//! handler for are ignored when they come from inside its namespace or
-//! as side effects of its own calls (SIGTERM, SIGINT, SIGPIPE, SIGXFSZ,
+//! handler for are ignored when they come from inside its namespace or as
+//! side effects of its own calls (SIGTERM, SIGINT, SIGPIPE, SIGXFSZ,
 //! SIGXCPU at the soft CPU limit), while a fault still ends it (SIGSEGV,
-//! SIGBUS, SIGILL, SIGFPE; `abort()` ends with SIGSEGV), and orphans of its children become its children (most runtimes
-//! reap them; unreaped ones count against the task's process limit until
-//! it ends). SIGKILL from airlockd and the CPU limit's hard SIGKILL work.
+//! SIGBUS, SIGILL, SIGFPE; `abort()` ends with SIGSEGV); and orphans of
+//! its children become its children (most runtimes reap them; unreaped
+//! ones count against the task's process limit until it ends). SIGKILL
+//! from airlockd and the CPU limit's hard SIGKILL work.
 //!
 //! `docs/launcher.md` mirrors [`init`]'s steps.
 //!
