@@ -291,10 +291,14 @@ async fn execute(
 
     let mut stdin = launched.stdin;
     let data = task.request.stdin.clone();
-    if !data.is_empty() {
+    if data.is_empty() {
+        // No input: the task reads end-of-file at once.
+        drop(stdin);
+    } else {
         tokio::spawn(async move {
             // A task that exits without reading its stdin closes the pipe:
-            // that error is expected and ignored.
+            // that error is expected and ignored. The pipe closes when
+            // everything is written, which the task reads as end-of-file.
             let _ = stdin.write_all(&data).await;
         });
     }

@@ -37,6 +37,21 @@ async fn stdin_exit_code_and_output_pass_through() {
     assert_eq!(out.exited().exit_code, Some(3));
 }
 
+/// A task given no stdin reads end-of-file at once, rather than waiting
+/// for the deadline.
+#[tokio::test]
+async fn empty_stdin_is_end_of_file() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let mut req = python("alice", "import sys; print(repr(sys.stdin.read()))");
+    req.timeout_ms = 10_000;
+    let out = d.run(req).await;
+    assert_eq!(out.reason(), ExitReason::Completed, "{:?}", out.exited);
+    assert_eq!(out.stdout(), "''\n");
+}
+
 /// The program is pid 1 of its namespace, and the spawner reports how it
 /// ended: when it exits, whatever it left running dies with it.
 #[tokio::test]
