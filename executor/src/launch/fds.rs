@@ -55,3 +55,11 @@ pub fn sanitize(keep: &[std::os::fd::BorrowedFd<'_>]) -> Result<(), LaunchError>
         .map_err(sys("reset signal mask"))?;
     Ok(())
 }
+
+/// Closes this launcher's copy of a descriptor it borrows from the
+/// spawner's state (a template's), once it is done with it.
+pub fn close_inherited(fd: std::os::fd::BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    let fd = fd.as_raw_fd() as u32;
+    let _ = crate::sys::close_fd_range(fd, fd);
+}

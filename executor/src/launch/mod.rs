@@ -201,13 +201,9 @@ pub fn main() -> ! {
         }
         stages.mark("plan read");
         let template = match &plan {
-            Ok(plan) => templates.get(plan).and_then(|t| {
-                let ns = t.ns.try_clone().map(OwnedFd::from);
-                let opened: std::io::Result<Vec<_>> =
-                    t.opened.iter().map(template::Opened::try_clone).collect();
-                ns.and_then(|ns| Ok((ns, opened?)))
-                    .map_err(|e| format!("reuse the template: {e}"))
-            }),
+            // The launcher, a fork, has the template's descriptors as we
+            // do: it borrows them, and closes its copies when done.
+            Ok(plan) => templates.get(plan),
             Err(_) => Err(String::new()),
         };
         stages.mark("template root");
@@ -402,7 +398,7 @@ fn answer(control: &OwnedFd, result: Result<OwnedFd, nix::errno::Errno>) {
 fn launch_task(
     spawner: OwnedFd,
     plan: Result<LaunchPlan, LaunchError>,
-    template: Result<(OwnedFd, Vec<template::Opened>), String>,
+    template: Result<&template::Template, String>,
     mut stages: Timeline,
 ) -> ! {
     stages.mark("forked by the spawner");
@@ -439,16 +435,16 @@ fn init(
     plan: &LaunchPlan,
     channel: &mut UnixStream,
     spawner: OwnedFd,
-    (template, opened): (OwnedFd, Vec<template::Opened>),
+    template: &template::Template,
     mut stages: Timeline,
 ) -> Result<std::convert::Infallible, LaunchError> {
     // 1. Nothing of the supervisor's may reach the task: close every fd but
     //    stdio and the plan socket (and, until the init is done with them,
     //    the spawner's pidfd, the template root and its files opened for
     //    Landlock), reset signal dispositions and mask.
-    let keep: Vec<_> = [spawner.as_fd(), template.as_fd()]
+    let keep: Vec<_> = [spawner.as_fd(), template.ns.as_fd()]
         .into_iter()
-        .chain(opened.iter().map(|o| o.fd.as_fd()))
+        .chain(template.opened.iter().map(|o| o.fd.as_fd()))
         .collect();
     fds::sanitize(&keep)?;
     // 2. A new session, so the task has no controlling terminal and the
@@ -458,7 +454,7 @@ fn init(
     // 3. The empty network namespace when the task has none; a private copy
     //    of the template root's mount namespace; new ipc and uts
     //    namespaces (the pid namespace came with the fork).
-    namespaces::enter(plan, template)?;
+    namespaces::enter(plan, template.ns.as_fd())?;
     stages.mark("namespaces, copy of the template root");
     // 4. The task's own mounts: the scratch tmpfs (holding the
     //    credentials), /tmp and /dev/shm tmpfs, a /proc of this pid
@@ -471,8 +467,10 @@ fn init(
     // 6. Open everything Landlock and exec need while we can still see it,
     //    and build the ruleset. The seccomp filters were compiled by the
     //    spawner before it forked.
-    let ruleset = landlock::prepare(plan, &opened)?;
-    drop(opened);
+    let ruleset = landlock::prepare(plan, &template.opened)?;
+    for o in &template.opened {
+        fds::close_inherited(o.fd.as_fd());
+    }
     stages.mark("rlimits, Landlock ruleset");
     let program = exec::Program::open(plan)?;
     stages.mark("open (and hash) the program");

@@ -1,11 +1,11 @@
 //! Step 3: new mount, ipc and uts namespaces, and the network. The pid
-//! namespace came with the fork: the spawner unshares it for its next child
+//! namespace came with the spawner's `clone(CLONE_NEWPID)`
 //! ([`super::main`]). Every task joins the network namespace airlockd
 //! leased to it, made ahead (a fresh one per task costs about 0.6 ms;
 //! joining, 0.07 ms). See unshare(2), setns(2), pid_namespaces(7).
 
 use nix::sched::{setns, unshare, CloneFlags};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -15,11 +15,11 @@ use super::{io, sys, LaunchError};
 /// Joins the planned network namespace, then the template root's mount
 /// namespace, and unshares a private copy of it and new ipc and uts
 /// namespaces. The network comes first: its path is under the host's /proc.
-pub fn enter(plan: &LaunchPlan, template: OwnedFd) -> Result<(), LaunchError> {
+pub fn enter(plan: &LaunchPlan, template: BorrowedFd<'_>) -> Result<(), LaunchError> {
     let ns = std::fs::File::open(&plan.netns).map_err(io("open the task's network namespace"))?;
     setns(ns, CloneFlags::CLONE_NEWNET).map_err(sys("join the task's network namespace"))?;
-    setns(&template, CloneFlags::CLONE_NEWNS).map_err(sys("join the template root"))?;
-    drop(template);
+    setns(template, CloneFlags::CLONE_NEWNS).map_err(sys("join the template root"))?;
+    super::fds::close_inherited(template);
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
         .map_err(sys("unshare mount, ipc and uts namespaces"))?;
     nix::sys::prctl::set_name(c"airlock-init").ok();

@@ -61,17 +61,6 @@ pub struct Opened {
     pub is_dir: bool,
 }
 
-impl Opened {
-    /// Another descriptor of the same file (for the init).
-    pub fn try_clone(&self) -> std::io::Result<Self> {
-        Ok(Self {
-            path: self.path.clone(),
-            fd: self.fd.try_clone()?,
-            is_dir: self.is_dir,
-        })
-    }
-}
-
 impl Templates {
     /// The template namespace for `plan`, built now when there is none or
     /// a path behind the one there is now another file.
