@@ -315,6 +315,7 @@ async fn execute(
     let mut killed: Option<KillCause> = None;
     let mut failure: Option<String> = None;
     let mut exit: Option<(Option<i32>, Option<i32>, Option<u64>)> = None;
+    let mut reported_end = false;
 
     loop {
         let cause = tokio::select! {
@@ -352,37 +353,55 @@ async fn execute(
                         }
                         Err(err) => tracing::warn!(?err, "unreadable launcher report"),
                     },
-                    Ok(None) | Err(_) => break,
+                    Ok(None) | Err(_) => {
+                        reported_end = true;
+                        break;
+                    }
                 }
                 None
             }
-            _ = &mut deadline, if killed.is_none() => Some(KillCause::Timeout),
+            _ = &mut deadline => {
+                if killed.is_none() {
+                    Some(KillCause::Timeout)
+                } else {
+                    // Armed again by the kill below: the spawner, which
+                    // reaps the task, has not said so in KILL_GRACE.
+                    tracing::error!(task_id = %task.id, "no word from the spawner that the killed task was reaped");
+                    break;
+                }
+            }
             _ = task.cancel.cancelled(), if killed.is_none() => Some(KillCause::Cancelled),
             _ = output_full.notified(), if killed.is_none() => Some(KillCause::Output),
             _ = client_gone.notified(), if killed.is_none() => Some(KillCause::ClientGone),
-            // Killed, and every process of it gone: its outcome is ours to
-            // tell, so do not wait for the spawner's report (it may be busy).
-            _ = init.exited(), if killed.is_some() => break,
         };
         if let Some(cause) = cause {
             killed = Some(cause);
             // The init is pid 1 of the task's namespace: when it dies, the
-            // kernel kills every other process there.
+            // kernel kills every other process there. Its uid is free for
+            // the next task only once the spawner has reaped it, too (a
+            // zombie still counts against that uid's process limit), so
+            // the loop goes on until the spawner's report stream ends.
             init.kill();
+            deadline
+                .as_mut()
+                .reset(tokio::time::Instant::now() + KILL_GRACE);
         }
     }
     // The report stream ended: the spawner reaped the task's init and
-    // closed its end (or the spawner died, and the init with it). The
-    // init's pidfd turns readable once the kernel has also killed and
-    // reaped every other process of its pid namespace.
+    // closed its end (or the spawner died, and the init with it). Or,
+    // after a kill, the spawner went quiet. The init's pidfd turns
+    // readable once the kernel has also killed and reaped every other
+    // process of its pid namespace.
     timeline.mark("report stream closed");
-    let mut reaped = tokio::time::timeout(KILL_GRACE, init.exited())
+    let ended = tokio::time::timeout(KILL_GRACE, init.exited())
         .await
         .is_ok();
-    if !reaped {
+    if !ended {
         tracing::error!(task_id = %task.id, "the task's init did not end after its report stream did; killing it");
         init.kill();
     }
+    // Not reaped for sure: purge must look for processes of the uid.
+    let mut reaped = ended && reported_end;
     timeline.mark("namespace gone");
     // The task's processes are gone, so its pipes reach EOF; the bound only
     // guards against a bug.
