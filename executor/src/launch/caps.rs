@@ -1,16 +1,13 @@
-//! Step 8a: capabilities. The inheritable and ambient sets are cleared and
-//! the bounding set dropped while `CAP_SETPCAP` is still held (nsjail
-//! `caps.cc`); the uid switch (`ids`) then empties permitted and effective.
-//! [`assert_none`] reads every set back. See capabilities(7).
-//!
-//! The bounding set is dropped twice: once by the spawner at start-up
-//! ([`drop_bounding`] in `launch::main`), so every init inherits it empty,
-//! and again by each init, which then finds nothing left to drop. Dropping
-//! a capability commits new credentials (about 1.3 µs each, 41 of them,
-//! and as many freed later); reading one costs a fifth of that. The
-//! spawner never execs, so an empty bounding set takes nothing from it:
-//! the set only limits what an exec may gain and what `capset` may add to
-//! the inheritable set.
+//! Step 8a: capabilities. The spawner dropped the bounding set at start-up
+//! ([`drop_bounding`] in `launch::main`; it refuses to run when it cannot),
+//! so every init inherits it empty: the spawner never execs, so an empty
+//! bounding set takes nothing from it (the set only limits what an exec may
+//! gain and what `capset` may add to the inheritable set). Each init clears
+//! the inheritable and ambient sets; the uid switch (`ids`) then empties
+//! permitted and effective, and [`assert_none`] reads every set back (nsjail
+//! `caps.cc`). Dropping a capability commits new credentials (about 1.3 µs
+//! each, 41 of them); reading one costs a fifth of that. See
+//! capabilities(7).
 
 use caps::{CapSet, Capability};
 
@@ -23,14 +20,13 @@ fn caps_err(step: &str) -> impl FnOnce(caps::errors::CapsError) -> LaunchError +
     }
 }
 
-/// Clears inheritable and ambient, drops what is left of the bounding set.
-pub fn drop_all() -> Result<(), LaunchError> {
+/// Clears the inheritable and ambient sets.
+pub fn drop_inheritable_and_ambient() -> Result<(), LaunchError> {
     caps::clear(None, CapSet::Inheritable).map_err(caps_err("clear inheritable capabilities"))?;
-    caps::clear(None, CapSet::Ambient).map_err(caps_err("clear ambient capabilities"))?;
-    drop_bounding()
+    caps::clear(None, CapSet::Ambient).map_err(caps_err("clear ambient capabilities"))
 }
 
-/// Drops every capability still in the bounding set.
+/// Drops every capability in the bounding set (the spawner, once).
 pub fn drop_bounding() -> Result<(), LaunchError> {
     const STEP: &str = "drop bounding capabilities";
     for cap in caps::all() {

@@ -160,8 +160,14 @@ pub fn main() -> ! {
     // reported by each launcher that needs a filter.
     let _ = crate::seccomp_profile::programs();
     // Dropped once here, inherited empty by every launcher, which checks
-    // and drops whatever is left (see `caps`).
-    let _ = caps::drop_bounding();
+    // it is (see `caps`). Without it no task could start.
+    if let Err(err) = caps::drop_bounding() {
+        eprintln!(
+            "airlock-launch: {}; airlockd needs CAP_SETPCAP",
+            error_chain(&err)
+        );
+        std::process::exit(1)
+    }
     // Every init watches this pidfd to die with us.
     let Ok(spawner) = crate::sys::pidfd_open(nix::unistd::getpid().as_raw()) else {
         std::process::exit(1)
@@ -474,9 +480,9 @@ fn init(
     stages.mark("rlimits, Landlock ruleset");
     let program = exec::Program::open(plan)?;
     stages.mark("open (and hash) the program");
-    // 7. Drop every capability (bounding set while CAP_SETPCAP is held),
-    //    then groups, gid, uid; check every set is empty.
-    caps::drop_all()?;
+    // 7. Drop every capability (the bounding set came empty from the
+    //    spawner), then groups, gid, uid; check every set is empty.
+    caps::drop_inheritable_and_ambient()?;
     ids::switch(plan.uid)?;
     caps::assert_none()?;
     // The uid switch cleared the parent-death signal: arm it again.
