@@ -29,16 +29,20 @@ fn main() -> anyhow::Result<()> {
     let mut live = 1000usize;
     let mut quick = false;
     let mut load_secs = 0u64;
+    let mut load_concurrency = 8usize;
     let mut venv = std::env::var_os("AIRLOCK_VENV").map(PathBuf::from);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--load" => load_secs = args.next().context("--load SECONDS")?.parse()?,
+            "--load-concurrency" => {
+                load_concurrency = args.next().context("--load-concurrency N")?.parse()?
+            }
             "--venv" => venv = Some(args.next().context("--venv DIR")?.into()),
             "--tasks" => tasks = args.next().context("--tasks N")?.parse()?,
             "--live" => live = args.next().context("--live N")?.parse()?,
             other => {
-                bail!("unknown argument {other}: airlock-bench [--tasks N] [--live N] [--quick] [--venv DIR] [--load SECONDS]")
+                bail!("unknown argument {other}: airlock-bench [--tasks N] [--live N] [--quick] [--venv DIR] [--load SECONDS [--load-concurrency N]]")
             }
         }
     }
@@ -76,12 +80,12 @@ fn main() -> anyhow::Result<()> {
         .context("start the in-process supervisor")?;
     let timelines = std::sync::Mutex::new(Vec::new());
     if load_secs > 0 {
-        // For profilers (perf record -a): only in-process /usr/bin/true
-        // tasks, 8 at a time, for this long.
+        // For profilers (perf record -a) and A/B runs: only in-process
+        // /usr/bin/true tasks, 8 (or N) at a time, for this long.
         let end = Instant::now() + Duration::from_secs(load_secs);
         let done = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
-            for w in 0..8 {
+            for w in 0..load_concurrency {
                 let (runtime, local, done) = (&runtime, &local, &done);
                 s.spawn(move || {
                     while Instant::now() < end {
