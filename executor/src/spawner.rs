@@ -1,22 +1,25 @@
-//! The supervisor's side of the spawner: one `airlock-launch` process that
-//! airlockd starts once and that forks a launcher for every task.
+//! The supervisor's side of the spawners: `airlock-launch` processes that
+//! airlockd starts once and that start a launcher for every task.
 //!
 //! Why: forking the multithreaded supervisor and exec'ing a fresh launcher
 //! per task cost more than the task (page tables of a large process, the
-//! dynamic loader, a JSON parse). The spawner is small and single-threaded,
-//! so its `fork` is cheap and its child may run ordinary Rust.
+//! dynamic loader, a JSON parse). A spawner is small and single-threaded,
+//! and starts each launcher in its own memory (`launch::vfork`), sleeping
+//! until the launcher has exec'd the task's program. So that setups still
+//! overlap, airlockd runs one spawner per core (at least 2, at most 8)
+//! and gives each task to a free one.
 //!
 //! Protocol, over a `SOCK_SEQPACKET` pair (the spawner's fd 3): airlockd sends
 //! one message per task, a byte and four descriptors (the task's stdin,
 //! stdout, stderr and the plan socket, on which airlockd writes the plan at
 //! the same time); the spawner reads the plan, finds the task's template
-//! root ([`crate::launch::template`]), forks, and answers with a byte and a
-//! pidfd of the child, the task's launcher and init (or an errno when the
-//! fork failed). [`Report`](crate::launch::plan::Report)s come back on the
-//! plan socket.
+//! root ([`crate::launch::template`]), starts the launcher, and answers
+//! with a byte and a pidfd of the child, the task's launcher and init (or
+//! an errno when the clone failed). [`Report`](crate::launch::plan::Report)s
+//! come back on the plan socket.
 //!
-//! The spawner exits when this socket closes, so it never outlives airlockd.
-//! If it dies, the next task starts a new one.
+//! A spawner exits when this socket closes, so it never outlives airlockd.
+//! If one dies, the next task it is given starts a new one.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -36,10 +39,14 @@ struct Conn {
     process: Child,
 }
 
-/// Starts task launchers through one long-lived spawner process.
+/// Starts task launchers through long-lived spawner processes.
 pub struct Spawner {
     launcher: PathBuf,
-    conn: tokio::sync::Mutex<Option<Conn>>,
+    /// One slot per spawner process; a task holds one while its launcher
+    /// starts.
+    conns: Vec<tokio::sync::Mutex<Option<Conn>>>,
+    /// Where a task waits when every spawner is busy.
+    next: std::sync::atomic::AtomicUsize,
 }
 
 /// A started launcher: our ends of its stdio and plan socket, and a pidfd
@@ -62,17 +69,22 @@ impl Spawner {
     /// A spawner that runs `launcher`; the first process starts on the first
     /// task. Call [`Spawner::check`] at start-up to fail early.
     pub fn new(launcher: PathBuf) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Self {
             launcher,
-            conn: tokio::sync::Mutex::new(None),
+            conns: (0..cores.clamp(2, 8))
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next: Default::default(),
         }
     }
 
-    /// Starts the spawner process now, so a broken launcher stops airlockd
-    /// at start-up instead of failing every task.
+    /// Starts the spawner processes now, so a broken launcher stops
+    /// airlockd at start-up instead of failing every task.
     pub async fn check(&self) -> std::io::Result<()> {
-        let mut conn = self.conn.lock().await;
-        *conn = Some(self.start()?);
+        for conn in &self.conns {
+            *conn.lock().await = Some(self.start()?);
+        }
         Ok(())
     }
 
@@ -82,7 +94,14 @@ impl Spawner {
     /// the spawner reads it before it forks.
     pub async fn launch(&self, plan: zeroize::Zeroizing<Vec<u8>>) -> std::io::Result<Launched> {
         let plan = std::sync::Arc::new(plan);
-        let mut conn = self.conn.lock().await;
+        // A free spawner, or else the next in turn.
+        let mut conn = match self.conns.iter().find_map(|c| c.try_lock().ok()) {
+            Some(free) => free,
+            None => {
+                let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.conns[turn % self.conns.len()].lock().await
+            }
+        };
         // A spawner that died is replaced once; a second failure is real.
         let mut attempt = 0;
         loop {

@@ -53,6 +53,7 @@ pub mod rlimits;
 pub mod scratch;
 pub mod seccomp;
 pub mod template;
+pub mod vfork;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -172,6 +173,9 @@ pub fn main() -> ! {
     let Ok(spawner) = crate::sys::pidfd_open(nix::unistd::getpid().as_raw()) else {
         std::process::exit(1)
     };
+    let Ok(mut vfork) = vfork::Vfork::new() else {
+        std::process::exit(1)
+    };
     let mut templates = template::Templates::default();
     // Each live task's report socket, by the pid of its process.
     let mut live: std::collections::HashMap<i32, UnixStream> = Default::default();
@@ -194,49 +198,50 @@ pub fn main() -> ! {
             answer(&control, Err(nix::errno::Errno::EPROTO));
             continue;
         };
-        // airlockd writes the plan as it asks: read it here, and find (or
-        // build) the task's template root before the fork. A plan that never
-        // comes must not stall every later task.
+        // airlockd writes the plan as it asks: read it here, find (or
+        // build) the task's template root and its seccomp program. A plan
+        // that never comes must not stall every later task.
         let mut stages = Timeline::default();
         let mut plan_socket = UnixStream::from(plan_socket);
         let _ = plan_socket.set_read_timeout(Some(std::time::Duration::from_secs(5)));
         let plan = read_plan(&mut plan_socket);
-        if let Ok(plan) = &plan {
-            // Made once per set of filters, here, so no launcher makes it.
-            let _ = crate::seccomp_profile::combined(&plan.seccomp);
-        }
         stages.mark("plan read");
-        let template = match &plan {
-            // The launcher, a fork, has the template's descriptors as we
-            // do: it borrows them, and closes its copies when done.
-            Ok(plan) => templates.get(plan),
-            Err(_) => Err(String::new()),
-        };
+        let prepared = plan.as_ref().map_err(failed).and_then(|plan| {
+            let template = templates.get(plan).map_err(|detail| {
+                failed(&LaunchError::Check {
+                    step: "build the task's root".into(),
+                    detail,
+                })
+            })?;
+            let seccomp = (!plan.seccomp.is_empty())
+                .then(|| crate::seccomp_profile::combined(&plan.seccomp))
+                .transpose()
+                .map_err(|err| {
+                    failed(&LaunchError::Check {
+                        step: "install seccomp filter".into(),
+                        detail: err.to_string(),
+                    })
+                })?;
+            Ok((plan, template, seccomp))
+        });
         stages.mark("template root");
-        match fork_init() {
-            Ok(None) => {
-                // The plan socket becomes fd 3, replacing our control socket.
-                std::mem::forget(control);
-                for (target, fd) in [
-                    stdin.as_fd(),
-                    stdout.as_fd(),
-                    stderr.as_fd(),
-                    plan_socket.as_fd(),
-                ]
-                .into_iter()
-                .enumerate()
-                {
-                    if crate::sys::dup_onto(fd, target as i32).is_err() {
-                        std::process::exit(127);
-                    }
-                }
-                // Every other task's socket, the signalfd and the rest are
-                // closed by the launcher's first step (`fds::sanitize`).
-                std::mem::forget(live);
-                drop((stdin, stdout, stderr, plan_socket));
-                launch_task(spawner, plan, template, stages)
-            }
-            Ok(Some((child, pidfd))) => {
+        let args = ChildArgs {
+            fds: [
+                stdin.as_raw_fd(),
+                stdout.as_raw_fd(),
+                stderr.as_raw_fd(),
+                plan_socket.as_raw_fd(),
+            ],
+            spawner: spawner.as_raw_fd(),
+            task: prepared.as_ref().map(|(plan, template, seccomp)| Task {
+                plan,
+                template,
+                seccomp: seccomp.as_deref(),
+            }),
+            stages: &stages,
+        };
+        match vfork.spawn(child_main, &args) {
+            Ok((child, pidfd)) => {
                 answer(&control, Ok(pidfd));
                 live.insert(child, plan_socket);
             }
@@ -245,38 +250,52 @@ pub fn main() -> ! {
     }
 }
 
-/// `fork`, with the child as pid 1 of a new pid namespace, and a pidfd of
-/// it made with it (`CLONE_PIDFD`: the child cannot end and its pid be
-/// reused before the pidfd exists). `None` in the child; the child's pid
-/// and the pidfd in the parent.
-fn fork_init() -> Result<Option<(i32, OwnedFd)>, nix::errno::Errno> {
-    let mut pidfd: libc::c_int = -1;
-    let flags = libc::CLONE_NEWPID | libc::CLONE_PIDFD | libc::SIGCHLD;
-    // SAFETY: clone(2) without CLONE_VM and without a new stack is fork(2):
-    // the child returns here with a copy of our memory. The spawner has
-    // exactly one thread (a fresh exec that starts none), so that copy is
-    // consistent and the child may run ordinary Rust; glibc's fork
-    // wrapper is skipped, and nothing in the launcher depends on what it
-    // would reset (atfork handlers, the cached thread id). The pidfd comes
-    // back through parent_tid, the third argument on x86_64 and arm64.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags as libc::c_ulong,
-            0usize,
-            &mut pidfd as *mut libc::c_int,
-            0usize,
-            0usize,
-        )
-    };
-    match ret {
-        -1 => Err(nix::errno::Errno::last()),
-        0 => Ok(None),
-        // SAFETY: the kernel just made this close-on-exec pidfd for us.
-        pid => Ok(Some((pid as i32, unsafe {
-            std::os::fd::FromRawFd::from_raw_fd(pidfd)
-        }))),
+/// What the spawner prepared for one task's init; the init only reads it
+/// (see [`vfork`]).
+struct Task<'a> {
+    plan: &'a LaunchPlan,
+    template: &'a template::Template,
+    /// The merged seccomp program, unless the plan names no filter.
+    seccomp: Option<&'a [crate::seccomp_bpf::Insn]>,
+}
+
+/// Everything a task's init gets from the spawner.
+struct ChildArgs<'a> {
+    /// The task's stdin, stdout, stderr and report socket, to become its
+    /// descriptors 0 to 3.
+    fds: [std::os::fd::RawFd; 4],
+    /// A pidfd of the spawner.
+    spawner: std::os::fd::RawFd,
+    /// The task, or why it cannot start.
+    task: Result<Task<'a>, &'a Report>,
+    stages: &'a Timeline,
+}
+
+/// A failed step as the launcher reports it.
+fn failed(err: &LaunchError) -> Report {
+    Report::Failed {
+        step: err.step().to_string(),
+        error: error_chain(err),
     }
+}
+
+/// The task's init, from its start by [`vfork::Vfork::spawn`] in the
+/// spawner's memory until its exec (or `_exit`).
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `spawn` passes a `ChildArgs` that outlives this child's use
+    // of the spawner's memory.
+    let args = unsafe { &*(arg as *const ChildArgs<'_>) };
+    // The report socket becomes fd 3, replacing our copy of the control
+    // socket; every other descriptor is closed by the launcher's first
+    // step (`fds::sanitize`).
+    for (target, fd) in args.fds.iter().enumerate() {
+        // SAFETY: dup2 of descriptors of this child's own table.
+        if unsafe { libc::dup2(*fd, target as i32) } < 0 {
+            // SAFETY: ends this child only, running no exit handlers.
+            unsafe { libc::_exit(127) };
+        }
+    }
+    launch_task(args)
 }
 
 /// Kills every live task and exits: airlockd is gone (or we cannot serve
@@ -401,49 +420,48 @@ fn answer(control: &OwnedFd, result: Result<OwnedFd, nix::errno::Errno>) {
 /// task's pid namespace: stdio and the plan socket (fd 3) are the task's.
 /// Never returns: it runs the task and exits with its status, or reports
 /// and exits 127.
-fn launch_task(
-    spawner: OwnedFd,
-    plan: Result<LaunchPlan, LaunchError>,
-    template: Result<&template::Template, String>,
-    mut stages: Timeline,
-) -> ! {
-    stages.mark("forked by the spawner");
+fn launch_task(args: &ChildArgs<'_>) -> ! {
+    let mut stages = args.stages.clone();
+    stages.mark("started by the spawner");
     let mut channel = fds::take_plan_socket();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // Die with the spawner, which dies with airlockd: nothing of the
-        // task outlives its supervisor, which enforces its deadline.
-        namespaces::die_with_parent(&spawner)?;
-        let plan = plan?;
-        let template = template.map_err(|detail| LaunchError::Check {
-            step: "build the task's root".into(),
-            detail,
-        })?;
-        init(&plan, &mut channel, spawner, template, stages)
-    }));
-    let report = match outcome {
-        Ok(Ok(never)) => match never {},
-        Ok(Err(err)) => Report::Failed {
-            step: err.step().to_string(),
-            error: error_chain(&err),
-        },
-        Err(_) => Report::Failed {
-            step: "launcher".into(),
-            error: "the launcher panicked".into(),
-        },
+    // SAFETY: our own copy (this child's descriptor table) of the
+    // spawner's pidfd; nothing else here owns it.
+    let spawner = unsafe { std::os::fd::FromRawFd::from_raw_fd(args.spawner) };
+    let report = match &args.task {
+        Err(report) => (*report).clone(),
+        Ok(task) => {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // Die with the spawner, which dies with airlockd: nothing
+                // of the task outlives its supervisor, which enforces its
+                // deadline.
+                namespaces::die_with_parent(&spawner)?;
+                init(task, &mut channel, spawner, stages)
+            }));
+            match outcome {
+                Ok(Ok(never)) => match never {},
+                Ok(Err(err)) => failed(&err),
+                Err(_) => Report::Failed {
+                    step: "launcher".into(),
+                    error: "the launcher panicked".into(),
+                },
+            }
+        }
     };
     send(&mut channel, &report);
-    std::process::exit(127)
+    // SAFETY: ends this child only, running no exit handlers (they would
+    // run in the spawner's memory).
+    unsafe { libc::_exit(127) }
 }
 
 /// The task's init (pid 1 of its namespace): the sandbox, step by step, in
 /// the order the kernel needs them, then the program.
 fn init(
-    plan: &LaunchPlan,
+    task: &Task<'_>,
     channel: &mut UnixStream,
     spawner: OwnedFd,
-    template: &template::Template,
     mut stages: Timeline,
 ) -> Result<std::convert::Infallible, LaunchError> {
+    let Task { plan, template, .. } = *task;
     // 1. Nothing of the supervisor's may reach the task: close every fd but
     //    stdio and the plan socket (and, until the init is done with them,
     //    the spawner's pidfd, the template root and its files opened for
@@ -509,8 +527,8 @@ fn init(
     exec::enter_scratch(plan)?;
     stages.mark("no_new_privs, Landlock");
     // 9. seccomp last: from here on only the allowlisted syscalls work.
-    if !plan.seccomp.is_empty() {
-        seccomp::install(&plan.seccomp)?;
+    if let Some(program) = task.seccomp {
+        seccomp::install(program)?;
         layers.push("seccomp");
     }
     stages.mark("seccomp");

@@ -3,7 +3,7 @@
 //!
 //! The plan names the filters; the spawner compiled the profile
 //! (`resources/seccomp/x86_64.json`, see [`crate::seccomp_profile`]) and
-//! merged the named filters into one program before it forked this
+//! merged the named filters into one program before it started this
 //! launcher, which only installs it. One program, not one per filter: the
 //! kernel converts, JIT-compiles and emulates (for its cache) each filter
 //! installed, and runs each one on every syscall its cache does not
@@ -11,15 +11,10 @@
 
 use super::LaunchError;
 
-/// Installs the named filters, as one program.
-pub fn install(names: &[String]) -> Result<(), LaunchError> {
-    let step = "install seccomp filter";
-    let program = crate::seccomp_profile::combined(names).map_err(|err| LaunchError::Check {
-        step: step.into(),
-        detail: err.to_string(),
-    })?;
-    seccompiler::apply_filter(&program).map_err(|source| LaunchError::Seccomp {
-        step: step.into(),
+/// Installs the merged program.
+pub fn install(program: &[crate::seccomp_bpf::Insn]) -> Result<(), LaunchError> {
+    seccompiler::apply_filter(program).map_err(|source| LaunchError::Seccomp {
+        step: "install seccomp filter".into(),
         source,
     })
 }
