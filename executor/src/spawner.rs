@@ -33,6 +33,10 @@ use tokio::net::unix::pipe;
 /// The message that asks for a launcher.
 pub const SPAWN: u8 = b'S';
 
+/// The first byte a task's init sends on its report socket, with its own
+/// pidfd.
+pub const HELLO: u8 = b'H';
+
 /// One live spawner process and our end of its socket.
 struct Conn {
     socket: AsyncFd<OwnedFd>,
@@ -44,7 +48,7 @@ pub struct Spawner {
     launcher: PathBuf,
     /// One slot per spawner process; a task holds one while its launcher
     /// starts.
-    conns: Vec<tokio::sync::Mutex<Option<Conn>>>,
+    conns: Vec<std::sync::Arc<tokio::sync::Mutex<Option<Conn>>>>,
     /// Where a task waits when every spawner is busy.
     next: std::sync::atomic::AtomicUsize,
 }
@@ -72,9 +76,7 @@ impl Spawner {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Self {
             launcher,
-            conns: (0..cores.clamp(2, 8))
-                .map(|_| tokio::sync::Mutex::new(None))
-                .collect(),
+            conns: (0..cores.clamp(2, 8)).map(|_| Default::default()).collect(),
             next: Default::default(),
         }
     }
@@ -95,11 +97,18 @@ impl Spawner {
     pub async fn launch(&self, plan: zeroize::Zeroizing<Vec<u8>>) -> std::io::Result<Launched> {
         let plan = std::sync::Arc::new(plan);
         // A free spawner, or else the next in turn.
-        let mut conn = match self.conns.iter().find_map(|c| c.try_lock().ok()) {
+        let mut conn = match self
+            .conns
+            .iter()
+            .find_map(|c| c.clone().try_lock_owned().ok())
+        {
             Some(free) => free,
             None => {
                 let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.conns[turn % self.conns.len()].lock().await
+                self.conns[turn % self.conns.len()]
+                    .clone()
+                    .lock_owned()
+                    .await
             }
         };
         // A spawner that died is replaced once; a second failure is real.
@@ -138,10 +147,34 @@ impl Spawner {
                 stderr_task.as_raw_fd(),
                 theirs.as_raw_fd(),
             ];
-            let answer = request(&live.socket, &fds).await;
+            let sent = send_request(&live.socket, &fds).await;
             drop((stdin_task, stdout_task, stderr_task, theirs));
+            // The spawner sleeps until the task's init has exec'd its
+            // program, and answers only then; the init sends its own pidfd
+            // first thing, so that the deadline and a cancel can end it
+            // while it sets up.
+            let (answer, answered) = match sent {
+                Err(err) => (Err(err), true),
+                Ok(()) => tokio::select! {
+                    hello = hello(&reports) => match hello {
+                        Ok(Some(pidfd)) => (Ok(pidfd), false),
+                        // Ended before it said hello: the answer comes now.
+                        _ => (answer(&live.socket).await, true),
+                    },
+                    answered = answer(&live.socket) => {
+                        // Done already (exec'd or ended): its hello, if it
+                        // said one, must not reach the report reader.
+                        let _ = take_hello(&reports);
+                        (answered, true)
+                    }
+                },
+            };
             match answer {
                 Ok(pidfd) => {
+                    if !answered {
+                        // This spawner is busy until it answers.
+                        tokio::spawn(await_answer(conn));
+                    }
                     // The spawner read the whole plan before it forked.
                     if let Some(sending) = sending {
                         sending.await.map_err(std::io::Error::other)??;
@@ -234,16 +267,68 @@ enum Failure {
     Fork(std::io::Error),
 }
 
-/// One request: the four fds out, a pidfd (or an errno) back.
-async fn request(socket: &AsyncFd<OwnedFd>, fds: &[i32; 4]) -> Result<OwnedFd, Failure> {
-    let spawner = Failure::Spawner;
+/// One request: the four fds out.
+async fn send_request(socket: &AsyncFd<OwnedFd>, fds: &[i32; 4]) -> Result<(), Failure> {
     loop {
-        let mut guard = socket.writable().await.map_err(spawner)?;
+        let mut guard = socket.writable().await.map_err(Failure::Spawner)?;
         match guard.try_io(|s| Ok(crate::sys::send_with_fds(s.as_fd(), &[SPAWN], fds)?)) {
-            Ok(sent) => break sent.map_err(spawner)?,
+            Ok(sent) => return sent.map_err(Failure::Spawner),
             Err(_would_block) => continue,
         }
     }
+}
+
+/// The init's first message on its report socket: `H` with its own pidfd
+/// (see `launch::child_main`). `None` when the stream starts otherwise (the
+/// init ended before it said hello); nothing else is consumed then.
+async fn hello(reports: &tokio::net::unix::OwnedReadHalf) -> std::io::Result<Option<OwnedFd>> {
+    loop {
+        reports.as_ref().readable().await?;
+        match reports
+            .as_ref()
+            .try_io(tokio::io::Interest::READABLE, || take_hello(reports))
+        {
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
+/// [`hello`], from what the socket holds now (`WouldBlock` when nothing),
+/// whatever tokio last saw of its readiness.
+fn take_hello(reports: &tokio::net::unix::OwnedReadHalf) -> std::io::Result<Option<OwnedFd>> {
+    let fd = reports.as_ref().as_fd();
+    let mut first = [0u8; 1];
+    let peeked = nix::sys::socket::recv(
+        fd.as_raw_fd(),
+        &mut first,
+        nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    )?;
+    if peeked == 0 || first[0] != HELLO {
+        return Ok(None);
+    }
+    let (_, fds) = crate::sys::recv_with_fds(fd, &mut first)?;
+    Ok(fds.into_iter().next())
+}
+
+/// Holds a spawner until it answers for the init that already said hello,
+/// so that no other task's request comes between.
+async fn await_answer(mut conn: tokio::sync::OwnedMutexGuard<Option<Conn>>) {
+    let Some(live) = conn.as_ref() else {
+        return;
+    };
+    if let Err(Failure::Spawner(err)) = answer(&live.socket).await {
+        tracing::warn!(%err, "the spawner is gone; the next task starts a new one");
+        if let Some(mut dead) = conn.take() {
+            let _ = dead.process.kill();
+            let _ = dead.process.wait();
+        }
+    }
+}
+
+/// The spawner's answer to a request: the init's pidfd, or an errno.
+async fn answer(socket: &AsyncFd<OwnedFd>) -> Result<OwnedFd, Failure> {
+    let spawner = Failure::Spawner;
     let mut buf = [0u8; 8];
     let (n, pidfd) = loop {
         let mut guard = socket.readable().await.map_err(spawner)?;

@@ -216,8 +216,13 @@ path = "/usr/bin/python3"
 
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
+        // Each listener comes up on its own: wait for all of them.
+        let tcp_up = || {
+            self.tcp_port
+                .is_none_or(|port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
+        };
         while Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() && tcp_up() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

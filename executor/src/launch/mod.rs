@@ -295,6 +295,27 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             unsafe { libc::_exit(127) };
         }
     }
+    // Hello: our own pidfd, to airlockd, first thing. The spawner, asleep
+    // until our exec, answers with its pidfd of us only then; with this one
+    // airlockd can end us while we set up (a deadline, a cancel). We are
+    // pid 1 of our pid namespace, and pidfd_open reads pids in it.
+    // SAFETY: plain system calls on our own descriptors.
+    let said = unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, 1, 0) as i32;
+        let said = pidfd >= 0
+            && crate::sys::send_with_fds(
+                std::os::fd::BorrowedFd::borrow_raw(plan::PLAN_FD),
+                &[crate::spawner::HELLO],
+                &[pidfd],
+            )
+            .is_ok();
+        libc::close(pidfd);
+        said
+    };
+    if !said {
+        // SAFETY: as above.
+        unsafe { libc::_exit(127) };
+    }
     launch_task(args)
 }
 
