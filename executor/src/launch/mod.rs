@@ -1,15 +1,18 @@
 //! The per-task launcher. `airlock-launch` is a small single-threaded
-//! program that airlockd starts once, the *spawner* ([`main`]); for every task
-//! it forks a launcher ([`crate::spawner`] is airlockd's side) into a new pid
-//! namespace, whose init it is. The launcher gets its [`plan::LaunchPlan`]
-//! (read by the spawner), builds the sandbox around itself in the order
-//! below, and execs the program, which stays pid 1 of the namespace.
+//! program that airlockd starts at start-up, once per core, as its
+//! *spawners* ([`main`]); for each task a spawner starts a launcher
+//! ([`crate::spawner`] is airlockd's side) in a new pid namespace, whose
+//! init it is, and in the spawner's memory until its exec ([`vfork`]). The
+//! launcher gets its [`plan::LaunchPlan`] (read by the spawner), builds the
+//! sandbox around itself in the order below, and execs the program, which
+//! stays pid 1 of the namespace.
 //!
 //! Why a separate program: after `fork` in the multithreaded supervisor the
 //! child must not allocate or take locks, and std runs `pre_exec` after the
-//! uid switch. Here there is one thread, so ordinary Rust is safe; and
-//! forking this small process costs far less than forking airlockd and
-//! exec'ing a launcher for each task.
+//! uid switch. Here there is one thread, and the launcher allocates from
+//! an arena of its own ([`vfork`]), so ordinary Rust is safe; and starting
+//! a launcher from this small process costs far less than forking airlockd
+//! and exec'ing a launcher for each task.
 //!
 //! Processes: the task's *init* is the launcher until its exec, and the
 //! program after it: one process, pid 1 of its pid namespace, the spawner's
@@ -176,6 +179,9 @@ pub fn main() -> ! {
     let Ok(mut vfork) = vfork::Vfork::new() else {
         std::process::exit(1)
     };
+    // What std makes lazily on first use is made here, so that no
+    // launcher, in our memory, makes it in its arena (see `vfork`).
+    let _ = std::thread::current();
     let mut templates = template::Templates::default();
     // Each live task's report socket, by the pid of its process.
     let mut live: std::collections::HashMap<i32, UnixStream> = Default::default();
@@ -297,11 +303,13 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     }
     // Hello: our own pidfd, to airlockd, first thing. The spawner, asleep
     // until our exec, answers with its pidfd of us only then; with this one
-    // airlockd can end us while we set up (a deadline, a cancel). We are
-    // pid 1 of our pid namespace, and pidfd_open reads pids in it.
+    // airlockd can end us while we set up (a deadline, a cancel). Our pid
+    // as our own pid namespace numbers it (1), which is how pidfd_open
+    // reads it.
     // SAFETY: plain system calls on our own descriptors.
     let said = unsafe {
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, 1, 0) as i32;
+        let pid = libc::syscall(libc::SYS_getpid);
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
         let said = pidfd >= 0
             && crate::sys::send_with_fds(
                 std::os::fd::BorrowedFd::borrow_raw(plan::PLAN_FD),
