@@ -49,8 +49,10 @@ pub struct Spawner {
     /// One slot per spawner process; a task holds one while its launcher
     /// starts.
     conns: Vec<std::sync::Arc<tokio::sync::Mutex<Option<Conn>>>>,
-    /// Where a task waits when every spawner is busy.
-    next: std::sync::atomic::AtomicUsize,
+    /// One permit per spawner not busy with a task: a task waits for any
+    /// spawner to be free, not for one in particular (which may be held
+    /// by a launcher whose setup blocks).
+    free: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// A started launcher: our ends of its stdio and plan socket, and a pidfd
@@ -74,10 +76,11 @@ impl Spawner {
     /// task. Call [`Spawner::check`] at start-up to fail early.
     pub fn new(launcher: PathBuf) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let spawners = cores.clamp(2, 8);
         Self {
             launcher,
-            conns: (0..cores.clamp(2, 8)).map(|_| Default::default()).collect(),
-            next: Default::default(),
+            conns: (0..spawners).map(|_| Default::default()).collect(),
+            free: std::sync::Arc::new(tokio::sync::Semaphore::new(spawners)),
         }
     }
 
@@ -96,20 +99,21 @@ impl Spawner {
     /// the spawner reads it before it forks.
     pub async fn launch(&self, plan: zeroize::Zeroizing<Vec<u8>>) -> std::io::Result<Launched> {
         let plan = std::sync::Arc::new(plan);
-        // A free spawner, or else the next in turn.
+        // A free spawner: a permit means one is unlocked (a slot is
+        // unlocked before its permit goes back).
+        let permit = self
+            .free
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(std::io::Error::other)?;
         let mut conn = match self
             .conns
             .iter()
             .find_map(|c| c.clone().try_lock_owned().ok())
         {
             Some(free) => free,
-            None => {
-                let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.conns[turn % self.conns.len()]
-                    .clone()
-                    .lock_owned()
-                    .await
-            }
+            None => self.conns[0].clone().lock_owned().await,
         };
         // A spawner that died is replaced once; a second failure is real.
         let mut attempt = 0;
@@ -173,7 +177,7 @@ impl Spawner {
                 Ok(pidfd) => {
                     if !answered {
                         // This spawner is busy until it answers.
-                        tokio::spawn(await_answer(conn));
+                        tokio::spawn(await_answer(conn, permit));
                     }
                     // The spawner read the whole plan before it forked.
                     if let Some(sending) = sending {
@@ -313,17 +317,22 @@ fn take_hello(reports: &tokio::net::unix::OwnedReadHalf) -> std::io::Result<Opti
 
 /// Holds a spawner until it answers for the init that already said hello,
 /// so that no other task's request comes between.
-async fn await_answer(mut conn: tokio::sync::OwnedMutexGuard<Option<Conn>>) {
-    let Some(live) = conn.as_ref() else {
-        return;
-    };
-    if let Err(Failure::Spawner(err)) = answer(&live.socket).await {
-        tracing::warn!(%err, "the spawner is gone; the next task starts a new one");
-        if let Some(mut dead) = conn.take() {
-            let _ = dead.process.kill();
-            let _ = dead.process.wait();
+async fn await_answer(
+    mut conn: tokio::sync::OwnedMutexGuard<Option<Conn>>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    if let Some(live) = conn.as_ref() {
+        if let Err(Failure::Spawner(err)) = answer(&live.socket).await {
+            tracing::warn!(%err, "the spawner is gone; the next task starts a new one");
+            if let Some(mut dead) = conn.take() {
+                let _ = dead.process.kill();
+                let _ = dead.process.wait();
+            }
         }
     }
+    // The slot is unlocked before its permit goes back.
+    drop(conn);
+    drop(permit);
 }
 
 /// The spawner's answer to a request: the init's pidfd, or an errno.

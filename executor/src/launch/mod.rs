@@ -180,8 +180,11 @@ pub fn main() -> ! {
         std::process::exit(1)
     };
     // What std makes lazily on first use is made here, so that no
-    // launcher, in our memory, makes it in its arena (see `vfork`).
+    // launcher, in our memory, makes it in its arena (see `vfork`); and a
+    // launcher's panic, which runs our hook in our memory, prints nothing
+    // (it is reported as a failed step).
     let _ = std::thread::current();
+    std::panic::set_hook(Box::new(|_| {}));
     let mut templates = template::Templates::default();
     // Each live task's report socket, by the pid of its process.
     let mut live: std::collections::HashMap<i32, UnixStream> = Default::default();
@@ -615,8 +618,24 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut source = err.source();
     while let Some(cause) = source {
         text.push_str(": ");
-        text.push_str(&cause.to_string());
+        text.push_str(&describe(cause));
         source = cause.source();
     }
     text
+}
+
+/// An error as text. An OS error is named from nix's table, not by
+/// `strerror`, which takes glibc's locale lock: a launcher runs in the
+/// spawner's memory (see [`vfork`]).
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    match err
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::raw_os_error)
+    {
+        Some(code) => {
+            let errno = nix::errno::Errno::from_raw(code);
+            format!("{} (os error {code})", errno.desc())
+        }
+        None => err.to_string(),
+    }
 }

@@ -25,9 +25,22 @@
 //!   never frees (frees are ignored), and changes no global state: the
 //!   seccomp program comes ready, not from the spawner's cache and its
 //!   lock.
-//! - *Take a lock the spawner needs later.* The child does not print; it
-//!   ends with `_exit`, which runs no exit handlers.
+//! - *Take a lock the spawner needs later, or leave std's state changed.*
+//!   The child does not print, and the spawner's panic hook is silent (no
+//!   stderr lock, no backtrace); errors are turned into text without
+//!   `strerror`, which takes glibc's locale lock; std's lazily made
+//!   current-thread handle is made by the spawner first; the child ends
+//!   with `_exit`, which runs no exit handlers. Left: a child killed in
+//!   the middle of a panic (a bug in the launcher) leaves std's panic count
+//!   raised in the spawner.
 //! - *Outgrow its stack.* The stack is 8 MiB with a guard page below it.
+//! - *Leave secrets behind.* The arena's used part is zeroed when the
+//!   child is gone.
+//!
+//! A side effect: the child's switch to the task's uid makes the shared
+//! memory, and so the spawner, not dumpable (no core dumps of it; its
+//! /proc files need CAP_SYS_PTRACE). The launcher must never set
+//! `PR_SET_DUMPABLE`, which would apply to the spawner too.
 //!
 //! The child has its own descriptor table and signal handlers (no
 //! `CLONE_FILES`, no `CLONE_SIGHAND`), so closing descriptors and
@@ -192,7 +205,6 @@ impl Vfork {
             | libc::CLONE_VM
             | libc::CLONE_VFORK
             | libc::SIGCHLD;
-        ARENA_NEXT.store(ARENA_START.load(Ordering::Relaxed), Ordering::Relaxed);
         IN_CHILD.store(true, Ordering::Relaxed);
         // SAFETY: the stack is ours alone (the previous child is gone: with
         // CLONE_VFORK we return only after it exec'd or ended); `arg`
@@ -208,6 +220,12 @@ impl Vfork {
             )
         };
         IN_CHILD.store(false, Ordering::Relaxed);
+        // What the child left in the arena (its argv and environment among
+        // it) is wiped, not only forgotten.
+        let start = ARENA_START.load(Ordering::Relaxed);
+        let used = ARENA_NEXT.swap(start, Ordering::Relaxed) - start;
+        // SAFETY: the arena's first `used` bytes, which no one uses now.
+        unsafe { std::ptr::write_bytes(start as *mut u8, 0, used) };
         match ret {
             -1 => Err(nix::errno::Errno::last()),
             // SAFETY: the kernel just made this close-on-exec pidfd for us.
