@@ -41,6 +41,11 @@ pub const HELLO: u8 = b'H';
 struct Conn {
     socket: AsyncFd<OwnedFd>,
     process: Child,
+    /// A request was sent and its answer not read yet. Found so by the
+    /// next task, it means the request was given up (only a runtime
+    /// shutting down drops a launch): the answer still to come would be
+    /// taken for the next one's, so this spawner is replaced instead.
+    asked: bool,
 }
 
 /// Starts task launchers through long-lived spawner processes.
@@ -119,7 +124,12 @@ impl Spawner {
         let mut attempt = 0;
         loop {
             let live = match conn.take() {
-                Some(live) => conn.insert(live),
+                Some(live) if !live.asked => conn.insert(live),
+                Some(mut given_up) => {
+                    let _ = given_up.process.kill();
+                    let _ = given_up.process.wait();
+                    conn.insert(self.start()?)
+                }
                 None => conn.insert(self.start()?),
             };
             let (stdin_task, stdin) = pipe2()?;
@@ -151,6 +161,7 @@ impl Spawner {
                 stderr_task.as_raw_fd(),
                 theirs.as_raw_fd(),
             ];
+            live.asked = true;
             let sent = send_request(&live.socket, &fds).await;
             drop((stdin_task, stdout_task, stderr_task, theirs));
             // The spawner sleeps until the task's init has exec'd its
@@ -173,6 +184,7 @@ impl Spawner {
                     }
                 },
             };
+            live.asked = !answered;
             match answer {
                 Ok(pidfd) => {
                     if !answered {
@@ -238,6 +250,7 @@ impl Spawner {
         Ok(Conn {
             socket: crate::sys::async_fd(ours)?,
             process,
+            asked: false,
         })
     }
 }
@@ -321,8 +334,10 @@ async fn await_answer(
     mut conn: tokio::sync::OwnedMutexGuard<Option<Conn>>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    if let Some(live) = conn.as_ref() {
-        if let Err(Failure::Spawner(err)) = answer(&live.socket).await {
+    if let Some(live) = conn.as_mut() {
+        let answered = answer(&live.socket).await;
+        live.asked = false;
+        if let Err(Failure::Spawner(err)) = answered {
             tracing::warn!(%err, "the spawner is gone; the next task starts a new one");
             if let Some(mut dead) = conn.take() {
                 let _ = dead.process.kill();
