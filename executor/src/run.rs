@@ -478,18 +478,16 @@ fn outcome(
                 // The program is pid 1 of its namespace, so it ignores the
                 // soft limit's SIGXCPU and ends by the hard limit's SIGKILL
                 // (its children end by SIGXCPU, as anywhere).
-                Some(libc::SIGKILL)
-                    if cpu_ms.is_some_and(|ms| ms >= task.limits.cpu_seconds * 1000) =>
+                Some(sig)
+                    if sig == libc::SIGXCPU
+                        || (sig == libc::SIGKILL
+                            && cpu_ms.is_some_and(|ms| ms >= task.limits.cpu_seconds * 1000)) =>
                 {
                     (
                         ExitReason::Limit,
                         format!("CPU limit of {} s reached", task.limits.cpu_seconds),
                     )
                 }
-                Some(libc::SIGXCPU) => (
-                    ExitReason::Limit,
-                    format!("CPU limit of {} s reached", task.limits.cpu_seconds),
-                ),
                 Some(libc::SIGXFSZ) => (
                     ExitReason::Limit,
                     format!(

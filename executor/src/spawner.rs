@@ -48,6 +48,14 @@ struct Conn {
     asked: bool,
 }
 
+impl Conn {
+    /// Kills and reaps this spawner (gone, or not to be trusted).
+    fn end(mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 /// Starts task launchers through long-lived spawner processes.
 pub struct Spawner {
     launcher: PathBuf,
@@ -125,9 +133,8 @@ impl Spawner {
         loop {
             let live = match conn.take() {
                 Some(live) if !live.asked => conn.insert(live),
-                Some(mut given_up) => {
-                    let _ = given_up.process.kill();
-                    let _ = given_up.process.wait();
+                Some(given_up) => {
+                    given_up.end();
                     conn.insert(self.start()?)
                 }
                 None => conn.insert(self.start()?),
@@ -208,9 +215,8 @@ impl Spawner {
                         sending.abort();
                     }
                     tracing::warn!(%err, "the spawner is gone; starting a new one");
-                    if let Some(mut dead) = conn.take() {
-                        let _ = dead.process.kill();
-                        let _ = dead.process.wait();
+                    if let Some(dead) = conn.take() {
+                        dead.end();
                     }
                     attempt += 1;
                 }
@@ -339,9 +345,8 @@ async fn await_answer(
         live.asked = false;
         if let Err(Failure::Spawner(err)) = answered {
             tracing::warn!(%err, "the spawner is gone; the next task starts a new one");
-            if let Some(mut dead) = conn.take() {
-                let _ = dead.process.kill();
-                let _ = dead.process.wait();
+            if let Some(dead) = conn.take() {
+                dead.end();
             }
         }
     }

@@ -309,22 +309,13 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // airlockd can end us while we set up (a deadline, a cancel). Our pid
     // as our own pid namespace numbers it (1), which is how pidfd_open
     // reads it.
-    // SAFETY: plain system calls on our own descriptors.
-    let said = unsafe {
-        let pid = libc::syscall(libc::SYS_getpid);
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
-        let said = pidfd >= 0
-            && crate::sys::send_with_fds(
-                std::os::fd::BorrowedFd::borrow_raw(plan::PLAN_FD),
-                &[crate::spawner::HELLO],
-                &[pidfd],
-            )
-            .is_ok();
-        libc::close(pidfd);
-        said
-    };
+    let said = crate::sys::pidfd_open(nix::unistd::getpid().as_raw()).is_ok_and(|pidfd| {
+        // SAFETY: fd 3 is ours (dup2'd above) for as long as this borrow.
+        let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(plan::PLAN_FD) };
+        crate::sys::send_with_fds(socket, &[crate::spawner::HELLO], &[pidfd.as_raw_fd()]).is_ok()
+    });
     if !said {
-        // SAFETY: as above.
+        // SAFETY: ends this child only, running no exit handlers.
         unsafe { libc::_exit(127) };
     }
     launch_task(args)
