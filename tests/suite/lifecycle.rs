@@ -380,6 +380,60 @@ async fn launchers_leave_nothing_in_their_spawners_memory_even_when_killed_in_se
     assert_eq!(spawners(d.pid()), pids, "a spawner died and was replaced");
 }
 
+/// A spawner holds each task's mount namespace past the task's end, so
+/// that its teardown (unmounting, the end of the task's tmpfs) comes after
+/// the end is reported (`launch::EndedMounts`), and tears it down as soon
+/// as it has nothing else to do: nothing of an ended task stays.
+#[tokio::test]
+async fn an_ended_tasks_mounts_are_torn_down_once_its_spawner_is_idle() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    // Each task fills a file in its /tmp (pages that only the end of its
+    // mount namespace frees) and names its mount namespace.
+    let code = "import os\n\
+        open('/tmp/fill', 'wb').write(bytes(1 << 20))\n\
+        print(os.readlink('/proc/self/ns/mnt'))";
+    let mut ended = Vec::new();
+    for _ in 0..3 {
+        let (a, b, c, e) = tokio::join!(
+            d.python("alice", code),
+            d.python("alice", code),
+            d.python("alice", code),
+            d.python("alice", code),
+        );
+        for out in [a, b, c, e] {
+            let ns = out.stdout();
+            assert!(ns.starts_with("mnt:["), "{ns:?} {:?}", out.exited);
+            ended.push(ns.trim().to_string());
+        }
+    }
+    let held = || -> Vec<String> {
+        spawners(d.pid())
+            .iter()
+            .flat_map(|pid| {
+                std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .into_iter()
+                    .flatten()
+            })
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .map(|target| target.display().to_string())
+            .filter(|target| ended.contains(target))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !held().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle spawners still hold ended tasks' mount namespaces: {:?}",
+            held()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// airlockd's spawners: its children named airlock-launch.
 fn spawners(parent: i32) -> Vec<i32> {
     let mut pids: Vec<i32> = std::fs::read_dir("/proc")

@@ -22,7 +22,8 @@
 //! airlockd holds a pidfd of the init: SIGKILL through it ends the whole
 //! task (double-forked daemons included), and it becomes readable only once
 //! the kernel has reaped every process of the namespace
-//! (pid_namespaces(7)). When airlockd's socket closes (airlockd ended,
+//! (pid_namespaces(7)). The spawner also holds the task's mount namespace,
+//! and tears it down after reporting the task's end ([`EndedMounts`]). When airlockd's socket closes (airlockd ended,
 //! crashed or not) the spawner SIGKILLs every live task and exits; the init
 //! also has the spawner's death as its parent-death signal, until the
 //! program, which may change that, runs.
@@ -186,12 +187,14 @@ pub fn main() -> ! {
     let _ = std::thread::current();
     std::panic::set_hook(Box::new(|_| {}));
     let mut templates = template::Templates::default();
-    // Each live task's report socket, by the pid of its process.
-    let mut live: std::collections::HashMap<i32, UnixStream> = Default::default();
+    // Each live task's report socket and mount namespace, by the pid of
+    // its process.
+    let mut live: std::collections::HashMap<i32, Live> = Default::default();
+    let mut ended = EndedMounts::default();
     loop {
-        match wait_for_work(&control, &children) {
+        match wait_for_work(&control, &children, &mut ended) {
             Ok(Work::Reap) => {
-                reap(&children, &mut live);
+                reap(&children, &mut live, &mut ended);
                 continue;
             }
             Ok(Work::Request) => {}
@@ -251,10 +254,46 @@ pub fn main() -> ! {
         };
         match vfork.spawn(child_main, &args) {
             Ok((child, pidfd)) => {
+                let mount_ns = crate::sys::pidfd_mount_namespace(pidfd.as_fd());
                 answer(&control, Ok(pidfd));
-                live.insert(child, plan_socket);
+                live.insert(
+                    child,
+                    Live {
+                        socket: plan_socket,
+                        mount_ns,
+                    },
+                );
             }
             Err(errno) => answer(&control, Err(errno)),
+        }
+    }
+}
+
+/// A live task, as its spawner holds it.
+struct Live {
+    /// The task's report socket.
+    socket: UnixStream,
+    /// The task's mount namespace, held so that its teardown (unmounting
+    /// every mount, a wait for an RCU grace period, the end of its tmpfs
+    /// and procfs) happens after the task's end is reported, when this is
+    /// closed, instead of in the init's exit, before it.
+    mount_ns: Option<OwnedFd>,
+}
+
+/// Mount namespaces of ended tasks (see [`Live`]), torn down one by one
+/// when the spawner has nothing else to do: a request or a task's end
+/// waits for none of them. At most [`EndedMounts::KEPT`] wait, so a busy
+/// spawner holds little of what its tasks left (their tmpfs pages).
+#[derive(Default)]
+struct EndedMounts(std::collections::VecDeque<OwnedFd>);
+
+impl EndedMounts {
+    const KEPT: usize = 4;
+
+    /// Tears down the oldest past the bound.
+    fn bound(&mut self) {
+        while self.0.len() > Self::KEPT {
+            self.0.pop_front();
         }
     }
 }
@@ -327,7 +366,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 /// of its namespace, may clear it, or set one that pid 1 ignores. Each pid
 /// is a child not yet reaped, so it cannot have been reused, and SIGKILL
 /// from the parent namespace always reaches a namespace's pid 1.
-fn end_tasks_and_exit(live: &std::collections::HashMap<i32, UnixStream>, code: i32) -> ! {
+fn end_tasks_and_exit(live: &std::collections::HashMap<i32, Live>, code: i32) -> ! {
     for pid in live.keys() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::SIGKILL);
     }
@@ -354,14 +393,28 @@ fn children_signalfd() -> nix::Result<nix::sys::signalfd::SignalFd> {
 
 /// Waits until airlockd asks or a child ends; ended children first, so
 /// their sockets close before new ones open.
-fn wait_for_work(control: &OwnedFd, children: &nix::sys::signalfd::SignalFd) -> nix::Result<Work> {
+fn wait_for_work(
+    control: &OwnedFd,
+    children: &nix::sys::signalfd::SignalFd,
+    ended: &mut EndedMounts,
+) -> nix::Result<Work> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     loop {
+        ended.bound();
         let mut fds = [
             PollFd::new(children.as_fd(), PollFlags::POLLIN),
             PollFd::new(control.as_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        let timeout = match ended.0.is_empty() {
+            true => PollTimeout::NONE,
+            false => PollTimeout::ZERO,
+        };
+        match poll(&mut fds, timeout) {
+            Ok(0) => {
+                // Nothing waits: one teardown now.
+                ended.0.pop_front();
+                continue;
+            }
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(err) => return Err(err),
@@ -382,7 +435,8 @@ fn wait_for_work(control: &OwnedFd, children: &nix::sys::signalfd::SignalFd) -> 
 /// hands it to us only once every other process there is gone.
 fn reap(
     children: &nix::sys::signalfd::SignalFd,
-    live: &mut std::collections::HashMap<i32, UnixStream>,
+    live: &mut std::collections::HashMap<i32, Live>,
+    ended: &mut EndedMounts,
 ) {
     while let Ok(Some(_)) = children.read_signal() {}
     loop {
@@ -394,7 +448,7 @@ fn reap(
         if pid <= 0 {
             return;
         }
-        let Some(socket) = live.remove(&pid) else {
+        let Some(Live { socket, mount_ns }) = live.remove(&pid) else {
             continue;
         };
         let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
@@ -413,6 +467,10 @@ fn reap(
                 nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
             );
         }
+        // The report, then the end of the stream, then (later) the mount
+        // namespace's teardown.
+        drop(socket);
+        ended.0.extend(mount_ns);
     }
 }
 

@@ -46,6 +46,19 @@ pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// The mount namespace of the process behind `pidfd`, as a namespace fd
+/// (the pidfd ioctl `PIDFD_GET_MNT_NAMESPACE`, Linux 6.11), which keeps
+/// the namespace alive; `None` when the process has no namespaces left
+/// (it exited) or the kernel is older.
+pub fn pidfd_mount_namespace(pidfd: BorrowedFd<'_>) -> Option<OwnedFd> {
+    /// `_IO(PIDFS_IOCTL_MAGIC, 3)` of linux/pidfd.h.
+    const PIDFD_GET_MNT_NAMESPACE: libc::c_ulong = 0xFF03;
+    // SAFETY: the ioctl takes no argument and returns a new fd we own.
+    let fd = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_MNT_NAMESPACE, 0) };
+    // SAFETY: a fresh descriptor returned by the kernel, owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Sends `sig` through a pidfd (pidfd_send_signal(2)): race-free, the pid
 /// cannot have been reused.
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
