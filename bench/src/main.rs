@@ -30,6 +30,7 @@ fn main() -> anyhow::Result<()> {
     let mut quick = false;
     let mut load_secs = 0u64;
     let mut load_concurrency = 8usize;
+    let mut load_grpc = false;
     let mut venv = std::env::var_os("AIRLOCK_VENV").map(PathBuf::from);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -38,11 +39,12 @@ fn main() -> anyhow::Result<()> {
             "--load-concurrency" => {
                 load_concurrency = args.next().context("--load-concurrency N")?.parse()?
             }
+            "--load-grpc" => load_grpc = true,
             "--venv" => venv = Some(args.next().context("--venv DIR")?.into()),
             "--tasks" => tasks = args.next().context("--tasks N")?.parse()?,
             "--live" => live = args.next().context("--live N")?.parse()?,
             other => {
-                bail!("unknown argument {other}: airlock-bench [--tasks N] [--live N] [--quick] [--venv DIR] [--load SECONDS [--load-concurrency N]]")
+                bail!("unknown argument {other}: airlock-bench [--tasks N] [--live N] [--quick] [--venv DIR] [--load SECONDS [--load-concurrency N] [--load-grpc]]")
             }
         }
     }
@@ -80,19 +82,25 @@ fn main() -> anyhow::Result<()> {
         .context("start the in-process supervisor")?;
     let timelines = std::sync::Mutex::new(Vec::new());
     if load_secs > 0 {
-        // For profilers (perf record -a) and A/B runs: only in-process
-        // /usr/bin/true tasks, 8 (or N) at a time, for this long.
+        // For profilers (perf record -a) and A/B runs: only /usr/bin/true
+        // tasks, in-process (or through gRPC), 8 (or N) at a time, for this
+        // long.
         let end = Instant::now() + Duration::from_secs(load_secs);
         let done = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
             for w in 0..load_concurrency {
-                let (runtime, local, done) = (&runtime, &local, &done);
+                let (runtime, local, done, channel) = (&runtime, &local, &done, &channel);
                 s.spawn(move || {
                     while Instant::now() < end {
-                        if runtime
-                            .block_on(run_local(&local.sup, w, "/usr/bin/true", &[]))
-                            .is_ok()
-                        {
+                        let ran = match load_grpc {
+                            true => {
+                                runtime.block_on(run_grpc(channel.clone(), w, "/usr/bin/true", &[]))
+                            }
+                            false => runtime
+                                .block_on(run_local(&local.sup, w, "/usr/bin/true", &[]))
+                                .map(drop),
+                        };
+                        if ran.is_ok() {
                             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }

@@ -84,13 +84,6 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
     let attribution = crate::credentials::finish(&sup, creds);
     // A uid goes back to the pool only when nothing of the task is left: no
     // process, and no file the next holder of the uid would own.
-    // The network namespace is reused only when no process of the task can
-    // be left in it (and it holds no socket, which give_back checks).
-    // Checked off the task's path: the client need not wait for it.
-    if let Some(netns) = task.netns.take().filter(|_| uid_clear) {
-        let pool = sup.netns.clone();
-        tokio::task::spawn_blocking(move || pool.give_back(netns));
-    }
     if uid_clear && cleaned.scratch_removed {
         sup.uids.release(task.uid);
         cleaned.uid_released = true;
@@ -130,6 +123,14 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
         .send(Ok(event(task_event::Event::Exited(exited))))
         .await;
     timeline.mark("reported to the client");
+    // The network namespace is reused only when no process of the task can
+    // be left in it (and it holds no socket, which give_back checks, on a
+    // thread of its own). After the report: the client need not wait for
+    // that thread to be woken.
+    if let Some(netns) = task.netns.take().filter(|_| uid_clear) {
+        let pool = sup.netns.clone();
+        tokio::task::spawn_blocking(move || pool.give_back(netns));
+    }
     tracing::debug!(stages_us = ?timeline.durations_us(), "task timeline");
     timeline
 }
