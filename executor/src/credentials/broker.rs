@@ -106,6 +106,7 @@ pub struct Broker {
     refresh_margin: Duration,
     cache: Mutex<HashMap<LeaseKey, (Arc<Entry>, usize)>>,
     sts_calls: AtomicU64,
+    sessions_dropped: AtomicU64,
 }
 
 impl Broker {
@@ -142,12 +143,18 @@ impl Broker {
             refresh_margin: Duration::from_secs(u64::from(config.refresh_margin_secs)),
             cache: Mutex::new(HashMap::new()),
             sts_calls: AtomicU64::new(0),
+            sessions_dropped: AtomicU64::new(0),
         }
     }
 
     /// STS calls made so far.
     pub fn sts_calls(&self) -> u64 {
         self.sts_calls.load(Ordering::Relaxed)
+    }
+
+    /// Sessions dropped so far because no task held them any more.
+    pub fn sessions_dropped(&self) -> u64 {
+        self.sessions_dropped.load(Ordering::Relaxed)
     }
 
     /// Holds the session for `key`, getting it from STS unless a task of
@@ -198,6 +205,7 @@ impl Broker {
         };
         if last {
             cache.remove(&entry.key);
+            self.sessions_dropped.fetch_add(1, Ordering::Relaxed);
             // Zeroize now, unless a request being served still holds the
             // lock; then the keys go when it drops the entry.
             if let Ok(mut session) = entry.session.try_lock() {
