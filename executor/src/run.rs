@@ -124,12 +124,11 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
         .await;
     timeline.mark("reported to the client");
     // The network namespace is reused only when no process of the task can
-    // be left in it (and it holds no socket, which give_back checks, on a
-    // thread of its own). After the report: the client need not wait for
-    // that thread to be woken.
+    // be left in it (and it holds no socket, which the pool's checker
+    // thread checks). After the report: the client need not wait for that
+    // thread to be woken.
     if let Some(netns) = task.netns.take().filter(|_| uid_clear) {
-        let pool = sup.netns.clone();
-        tokio::task::spawn_blocking(move || pool.give_back(netns));
+        sup.netns.give_back_later(netns);
     }
     tracing::debug!(stages_us = ?timeline.durations_us(), "task timeline");
     timeline

@@ -14,8 +14,8 @@
 //! pool only after that task's init was reaped (the kernel has then killed
 //! every process of the task's pid namespace), or purge found no process of
 //! its uid; otherwise it is dropped, and the kernel frees it when its last
-//! user goes. Before reuse [`NetnsPool::give_back`] also checks that the
-//! namespace's socket tables are empty, and drops it if not.
+//! user goes. Before reuse [`NetnsPool::give_back`] also checks that no
+//! socket is left in the namespace, and drops it if one is.
 //!
 //! What could survive in a reused namespace, as an attacker sees it:
 //! - sockets: a socket lives while an fd or an in-flight `SCM_RIGHTS`
@@ -23,8 +23,8 @@
 //!   outside it could have received an fd: the task's only peers are its own
 //!   processes (no other tenant shares its root, /tmp, or this namespace's
 //!   abstract sockets; seccomp refuses every family but `AF_UNIX`). A socket
-//!   left in flight in a garbage cycle is listed until the kernel's unix GC
-//!   frees it: the emptiness check drops such a namespace instead.
+//!   left in flight in a garbage cycle is counted until the kernel's unix
+//!   GC frees it: the emptiness check drops such a namespace instead.
 //! - interfaces, addresses, routes, netfilter, sysctls under
 //!   `/proc/sys/net`: changing any needs `CAP_NET_ADMIN` in the user
 //!   namespace owning this one, the initial one, and tasks hold no
@@ -40,19 +40,12 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use nix::sched::{setns, unshare, CloneFlags};
 
 pub mod host;
 mod rtnl;
-
-/// Tables of `/proc/<tid>/net` that must be empty before reuse: every socket
-/// kind a task could make. Only tasks without network get these namespaces,
-/// and their seccomp filter refuses every family but `AF_UNIX`. (Reading
-/// `udp` or `tcp` costs ~1.7 ms each even when empty: the kernel walks the
-/// whole hash table.)
-const SOCKET_TABLES: [&str; 1] = ["unix"];
 
 /// Namespaces airlockd makes ahead at start-up (more are made when they run
 /// out), and most wired ones it keeps free.
@@ -133,33 +126,67 @@ impl NetnsPool {
     }
 
     /// Returns a namespace whose task has ended and whose processes are all
-    /// gone (the caller's guarantee). An empty one is reused only if it
-    /// holds no socket; otherwise it is dropped. A wired one is never
+    /// gone (the caller's guarantee). An empty one is reused only if no
+    /// socket is left in it; otherwise it is dropped. A wired one is never
     /// reused: its veth pair is deleted, and a fresh one is made for the
-    /// pool in its place. Blocks for a thread's lifetime: call it off the
-    /// async runtime.
+    /// pool in its place. Blocks until that is done; on the async runtime,
+    /// use [`NetnsPool::give_back_later`].
     pub fn give_back(&self, lease: NetnsLease) {
-        if lease.wiring.is_some() {
-            drop(lease);
-            if lock(&self.wired).len() < AHEAD {
-                match wired_lease() {
-                    Ok(fresh) => lock(&self.wired).push(fresh),
-                    Err(err) => tracing::warn!(%err, "could not make a network namespace ahead"),
+        match lease.wiring {
+            Some(_) => self.retire_wired(lease),
+            None => {
+                let checked = holds_sockets(&lease.file);
+                self.reuse_if_empty(lease.file, checked);
+            }
+        }
+    }
+
+    /// [`NetnsPool::give_back`] without waiting: an empty namespace is
+    /// checked and pooled by the checker thread, a wired one retired on a
+    /// thread of its own.
+    pub fn give_back_later(self: &Arc<Self>, lease: NetnsLease) {
+        let pool = self.clone();
+        match lease.wiring {
+            Some(_) => {
+                let spawned = std::thread::Builder::new()
+                    .name("airlock-netns".into())
+                    .spawn(move || pool.retire_wired(lease));
+                if let Err(err) = spawned {
+                    tracing::warn!(%err, "could not start a thread to retire a network namespace");
                 }
             }
-            return;
+            None => on_checker(Box::new(move || {
+                let checked = check_sockets(&lease.file);
+                pool.reuse_if_empty(lease.file, checked);
+            })),
         }
-        match holds_sockets(&lease.file) {
+    }
+
+    /// Deletes a wired namespace's veth pair (with the lease) and makes a
+    /// fresh one ahead in its place.
+    fn retire_wired(&self, lease: NetnsLease) {
+        drop(lease);
+        if lock(&self.wired).len() < AHEAD {
+            match wired_lease() {
+                Ok(fresh) => lock(&self.wired).push(fresh),
+                Err(err) => tracing::warn!(%err, "could not make a network namespace ahead"),
+            }
+        }
+    }
+
+    /// Pools an empty namespace that was checked to hold no socket.
+    fn reuse_if_empty(&self, file: File, checked: std::io::Result<Option<u64>>) {
+        match checked {
             Ok(None) => {
                 let mut free = lock(&self.free);
                 if free.len() < self.keep {
-                    free.push(lease.file);
+                    free.push(file);
                 }
             }
-            Ok(Some(table)) => {
+            Ok(Some(sockets)) => {
                 tracing::warn!(
-                    table,
-                    "a task's network namespace still lists sockets after the task ended; dropped, not reused"
+                    sockets,
+                    "a task's network namespace still holds sockets after the task ended; dropped, not reused"
                 );
             }
             Err(err) => {
@@ -215,55 +242,67 @@ fn create(n: usize) -> std::io::Result<Vec<File>> {
     })
 }
 
-/// The first socket table of the namespace that is not empty, read by
-/// airlockd's one checker thread (a thread per check cost a `clone` and an
-/// exit on every task's end).
-fn holds_sockets(ns: &File) -> std::io::Result<Option<&'static str>> {
-    type Answer = std::io::Result<Option<&'static str>>;
-    type Check = (File, std::sync::mpsc::SyncSender<Answer>);
-    static CHECKER: Mutex<Option<std::sync::mpsc::Sender<Check>>> = Mutex::new(None);
-    let (reply, answer) = std::sync::mpsc::sync_channel(1);
-    let mut request = (ns.try_clone()?, reply);
-    {
-        let mut checker = lock(&CHECKER);
-        // A checker that died (it never should) is replaced once.
-        for _ in 0..2 {
-            let sender = checker.get_or_insert_with(|| {
-                let (sender, checks) = std::sync::mpsc::channel::<Check>();
-                // It joins each namespace in turn and never needs the
-                // host's again: airlockd's other threads stay in theirs.
-                std::thread::spawn(move || {
-                    for (ns, reply) in checks {
-                        let _ = reply.send(check_sockets(&ns));
-                    }
-                });
-                sender
-            });
-            match sender.send(request) {
-                Ok(()) => break,
-                Err(std::sync::mpsc::SendError(back)) => {
-                    request = back;
-                    *checker = None;
+/// Work for the checker thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `job` on airlockd's one checker thread. It joins each namespace it
+/// checks in turn and never needs the host's again, so airlockd's other
+/// threads stay in theirs; one thread for all checks, because a thread
+/// per check cost a `clone` and an exit on every task's end.
+fn on_checker(job: Job) {
+    static CHECKER: Mutex<Option<std::sync::mpsc::Sender<Job>>> = Mutex::new(None);
+    let mut job = job;
+    let mut checker = lock(&CHECKER);
+    // A checker that died (it never should) is replaced once; a job that
+    // finds none is dropped, and with it the namespace.
+    for _ in 0..2 {
+        let sender = checker.get_or_insert_with(|| {
+            let (sender, jobs) = std::sync::mpsc::channel::<Job>();
+            std::thread::spawn(move || {
+                for job in jobs {
+                    job();
                 }
+            });
+            sender
+        });
+        match sender.send(job) {
+            Ok(()) => return,
+            Err(std::sync::mpsc::SendError(back)) => {
+                job = back;
+                *checker = None;
             }
         }
     }
+}
+
+/// [`check_sockets`] on the checker thread, waiting for the answer.
+fn holds_sockets(ns: &File) -> std::io::Result<Option<u64>> {
+    let ns = ns.try_clone()?;
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    on_checker(Box::new(move || {
+        let _ = reply.send(check_sockets(&ns));
+    }));
     answer
         .recv()
         .map_err(|_| std::io::Error::other("the network namespace checker is gone"))?
 }
 
-/// [`holds_sockets`] on the calling thread, which joins `ns` for good.
-fn check_sockets(ns: &File) -> std::io::Result<Option<&'static str>> {
+/// How many sockets are left in `ns`, if any, on the calling thread,
+/// which joins `ns` for good. `sockets: used` of the namespace's sockstat
+/// counts every socket a process made there, of every family, until the
+/// kernel frees it (a socket held only by an in-flight `SCM_RIGHTS`
+/// message included); one read, where listing `/proc/net/unix` walks the
+/// namespace's whole hash table (and `tcp` or `udp` cost about 1.7 ms
+/// each, empty).
+fn check_sockets(ns: &File) -> std::io::Result<Option<u64>> {
     setns(ns, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-    for table in SOCKET_TABLES {
-        let text = std::fs::read_to_string(format!("/proc/thread-self/net/{table}"))?;
-        // Line one is the header.
-        if text.lines().nth(1).is_some() {
-            return Ok(Some(table));
-        }
-    }
-    Ok(None)
+    let stat = std::fs::read_to_string("/proc/thread-self/net/sockstat")?;
+    let used = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("sockets: used "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .ok_or_else(|| std::io::Error::other("no \"sockets: used\" line in sockstat"))?;
+    Ok((used > 0).then_some(used))
 }
 
 #[cfg(test)]
@@ -279,7 +318,7 @@ mod tests {
         if !root() {
             return;
         }
-        let pool = NetnsPool::new(1, 0, 4).unwrap_or_else(|e| panic!("{e}"));
+        let pool = Arc::new(NetnsPool::new(1, 0, 4).unwrap_or_else(|e| panic!("{e}")));
         let a = pool.take().unwrap_or_else(|e| panic!("{e}"));
         // Dry: a fresh one, not the same.
         let b = pool.take().unwrap_or_else(|e| panic!("{e}"));
@@ -307,7 +346,7 @@ mod tests {
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("bind in the namespace"));
-        assert_eq!(holds_sockets(&a.file).ok(), Some(Some("unix")));
+        assert_eq!(holds_sockets(&a.file).ok(), Some(Some(1)));
         pool.give_back(a);
         assert_eq!(pool.free(), 0, "a namespace with a socket was pooled");
         drop(sock);
@@ -317,6 +356,18 @@ mod tests {
         assert_eq!(pool.free(), 1);
         let c = pool.take().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ino(&c).ok(), b_ino, "the free namespace is reused");
+        // The same without waiting: checked and pooled by the checker.
+        pool.give_back_later(c);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while pool.free() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "an empty namespace given back later never went back"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let d = pool.take().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ino(&d).ok(), b_ino, "the free namespace is reused");
     }
 
     #[test]
