@@ -23,10 +23,11 @@
 //! task (double-forked daemons included), and it becomes readable only once
 //! the kernel has reaped every process of the namespace
 //! (pid_namespaces(7)). The spawner also holds the task's mount namespace,
-//! and tears it down after reporting the task's end ([`EndedMounts`]). When airlockd's socket closes (airlockd ended,
-//! crashed or not) the spawner SIGKILLs every live task and exits; the init
-//! also has the spawner's death as its parent-death signal, until the
-//! program, which may change that, runs.
+//! and tears it down after reporting the task's end ([`EndedMounts`]).
+//! When airlockd's socket closes (airlockd ended, crashed or not) the
+//! spawner SIGKILLs every live task and exits; the init also has the
+//! spawner's death as its parent-death signal, until the program, which
+//! may change that, runs.
 //!
 //! Why the program is pid 1 and not a child of a waiting init: a second
 //! process per task cost a fork, an exit and a wake-up (about a sixth of a
