@@ -82,8 +82,17 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
         || crate::purge::remove_scratch_async(task.scratch.clone()).await;
     timeline.mark("purged");
     let attribution = crate::credentials::finish(&sup, creds);
-    // A uid goes back to the pool only when nothing of the task is left: no
-    // process, and no file the next holder of the uid would own.
+    // The network namespace is reused only when no process of the task can
+    // be left in it (and it holds no socket, which the pool's checker
+    // thread checks without keeping us waiting).
+    if let Some(netns) = task.netns.take().filter(|_| uid_clear) {
+        sup.netns.give_back_later(netns);
+    }
+    // A uid goes back to the pool only when nothing of the task is left
+    // that the next holder of the uid could reach: no process, no file on
+    // the host. (The task's own tmpfs files may outlive this by
+    // milliseconds, in a mount namespace its spawner holds and nothing can
+    // enter, until the spawner tears it down.)
     if uid_clear && cleaned.scratch_removed {
         sup.uids.release(task.uid);
         cleaned.uid_released = true;
@@ -123,13 +132,6 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
         .send(Ok(event(task_event::Event::Exited(exited))))
         .await;
     timeline.mark("reported to the client");
-    // The network namespace is reused only when no process of the task can
-    // be left in it (and it holds no socket, which the pool's checker
-    // thread checks). After the report: the client need not wait for that
-    // thread to be woken.
-    if let Some(netns) = task.netns.take().filter(|_| uid_clear) {
-        sup.netns.give_back_later(netns);
-    }
     tracing::debug!(stages_us = ?timeline.durations_us(), "task timeline");
     timeline
 }

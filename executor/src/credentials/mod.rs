@@ -26,7 +26,8 @@
 //! without network) travels in the launch plan ([`ScratchFile`], whose
 //! `Debug` shows no contents) over the plan socket, and the task's init
 //! writes it into the task's scratch tmpfs, which dies with the task's mount
-//! namespace. Copies inside the AWS
+//! namespace (torn down by its spawner within milliseconds of the task's
+//! end; no process can enter it meanwhile). Copies inside the AWS
 //! SDK's response buffers are outside our control and are freed, not
 //! zeroized.
 //!

@@ -192,6 +192,7 @@ pub fn main() -> ! {
     // its process.
     let mut live: std::collections::HashMap<i32, Live> = Default::default();
     let mut ended = EndedMounts::default();
+    let mut warned = false;
     loop {
         match wait_for_work(&control, &children, &mut ended) {
             Ok(Work::Reap) => {
@@ -255,7 +256,7 @@ pub fn main() -> ! {
         };
         match vfork.spawn(child_main, &args) {
             Ok((child, pidfd)) => {
-                let mount_ns = crate::sys::pidfd_mount_namespace(pidfd.as_fd());
+                let mount_ns = hold_mount_namespace(&pidfd, &mut warned);
                 answer(&control, Ok(pidfd));
                 live.insert(
                     child,
@@ -281,20 +282,57 @@ struct Live {
     mount_ns: Option<OwnedFd>,
 }
 
-/// Mount namespaces of ended tasks (see [`Live`]), torn down one by one
-/// when the spawner has nothing else to do: a request or a task's end
-/// waits for none of them. At most [`EndedMounts::KEPT`] wait, so a busy
-/// spawner holds little of what its tasks left (their tmpfs pages).
+/// Mount namespaces of ended tasks (see [`Live`]), torn down one at a
+/// time when the spawner has nothing else to do: a request or a task's
+/// end waits for none of them. What they hold (the tasks' tmpfs pages) is
+/// counted nowhere, so they may not wait long: past [`EndedMounts::KEPT`]
+/// of them, or when the oldest has waited [`EndedMounts::MAX_WAIT`], one
+/// is torn down before each request or reap, so that many tasks ending
+/// at once cost a request one teardown, not all of theirs.
 #[derive(Default)]
-struct EndedMounts(std::collections::VecDeque<OwnedFd>);
+struct EndedMounts(std::collections::VecDeque<(std::time::Instant, OwnedFd)>);
 
 impl EndedMounts {
-    const KEPT: usize = 4;
+    const KEPT: usize = 2;
+    const MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
-    /// Tears down the oldest past the bound.
-    fn bound(&mut self) {
-        while self.0.len() > Self::KEPT {
-            self.0.pop_front();
+    fn push(&mut self, mount_ns: OwnedFd) {
+        self.0.push_back((std::time::Instant::now(), mount_ns));
+    }
+
+    /// Tears the oldest down.
+    fn tear_down_one(&mut self) {
+        self.0.pop_front();
+    }
+
+    /// Whether one must be torn down now, whatever waits.
+    fn overdue(&self) -> bool {
+        self.0.len() > Self::KEPT
+            || self
+                .0
+                .front()
+                .is_some_and(|(ended, _)| ended.elapsed() >= Self::MAX_WAIT)
+    }
+}
+
+/// A descriptor of the mount namespace of the task behind `pidfd`, which
+/// keeps it (see [`Live`]). `None` when the task has already ended (its
+/// exit tore it down), and when the kernel refuses: before 6.11 (no such
+/// ioctl) or without `CAP_SYS_PTRACE`, which this needs once the task
+/// runs as its own uid. Then each task's exit tears its namespace down,
+/// as it did before; said once on stderr (airlockd's log).
+fn hold_mount_namespace(pidfd: &OwnedFd, warned: &mut bool) -> Option<OwnedFd> {
+    match crate::sys::pidfd_mount_namespace(pidfd.as_fd()) {
+        Ok(mount_ns) => Some(mount_ns),
+        Err(nix::errno::Errno::ESRCH) => None,
+        Err(errno) => {
+            if !std::mem::replace(warned, true) {
+                eprintln!(
+                    "airlock-launch: cannot hold tasks' mount namespaces ({}); each task's end now waits for its namespace's teardown",
+                    describe(&errno)
+                );
+            }
+            None
         }
     }
 }
@@ -401,7 +439,9 @@ fn wait_for_work(
 ) -> nix::Result<Work> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     loop {
-        ended.bound();
+        if ended.overdue() {
+            ended.tear_down_one();
+        }
         let mut fds = [
             PollFd::new(children.as_fd(), PollFlags::POLLIN),
             PollFd::new(control.as_fd(), PollFlags::POLLIN),
@@ -413,7 +453,7 @@ fn wait_for_work(
         match poll(&mut fds, timeout) {
             Ok(0) => {
                 // Nothing waits: one teardown now.
-                ended.0.pop_front();
+                ended.tear_down_one();
                 continue;
             }
             Ok(_) => {}
@@ -471,7 +511,9 @@ fn reap(
         // The report, then the end of the stream, then (later) the mount
         // namespace's teardown.
         drop(socket);
-        ended.0.extend(mount_ns);
+        if let Some(mount_ns) = mount_ns {
+            ended.push(mount_ns);
+        }
     }
 }
 

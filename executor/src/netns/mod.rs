@@ -142,20 +142,13 @@ impl NetnsPool {
     }
 
     /// [`NetnsPool::give_back`] without waiting: an empty namespace is
-    /// checked and pooled by the checker thread, a wired one retired on a
-    /// thread of its own.
+    /// checked and pooled by the checker thread, a wired one retired by
+    /// the retiring thread (in the host's namespaces), one at a time.
     pub fn give_back_later(self: &Arc<Self>, lease: NetnsLease) {
         let pool = self.clone();
         match lease.wiring {
-            Some(_) => {
-                let spawned = std::thread::Builder::new()
-                    .name("airlock-netns".into())
-                    .spawn(move || pool.retire_wired(lease));
-                if let Err(err) = spawned {
-                    tracing::warn!(%err, "could not start a thread to retire a network namespace");
-                }
-            }
-            None => on_checker(Box::new(move || {
+            Some(_) => RETIRER.run(Box::new(move || pool.retire_wired(lease))),
+            None => CHECKER.run(Box::new(move || {
                 let checked = check_sockets(&lease.file);
                 pool.reuse_if_empty(lease.file, checked);
             })),
@@ -163,7 +156,8 @@ impl NetnsPool {
     }
 
     /// Deletes a wired namespace's veth pair (with the lease) and makes a
-    /// fresh one ahead in its place.
+    /// fresh one ahead in its place (on one thread at a time: the check
+    /// and the push cannot interleave with another retirement's).
     fn retire_wired(&self, lease: NetnsLease) {
         drop(lease);
         if lock(&self.wired).len() < AHEAD {
@@ -242,36 +236,60 @@ fn create(n: usize) -> std::io::Result<Vec<File>> {
     })
 }
 
-/// Work for the checker thread.
+/// Work for one of the pool's threads.
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Runs `job` on airlockd's one checker thread. It joins each namespace it
-/// checks in turn and never needs the host's again, so airlockd's other
-/// threads stay in theirs; one thread for all checks, because a thread
-/// per check cost a `clone` and an exit on every task's end.
-fn on_checker(job: Job) {
-    static CHECKER: Mutex<Option<std::sync::mpsc::Sender<Job>>> = Mutex::new(None);
-    let mut job = job;
-    let mut checker = lock(&CHECKER);
-    // A checker that died (it never should) is replaced once; a job that
-    // finds none is dropped, and with it the namespace.
-    for _ in 0..2 {
-        let sender = checker.get_or_insert_with(|| {
-            let (sender, jobs) = std::sync::mpsc::channel::<Job>();
-            std::thread::spawn(move || {
-                for job in jobs {
-                    job();
+/// A long-lived thread that runs jobs one after another, started on first
+/// use (from one of airlockd's threads, so in the host's namespaces) and
+/// again, once, should it have died.
+struct Worker(Mutex<Option<std::sync::mpsc::Sender<Job>>>);
+
+/// Checks ended tasks' empty namespaces: it joins each in turn and never
+/// needs the host's again, so airlockd's other threads stay in theirs. One
+/// thread for all checks: a thread per check cost a `clone` and an exit on
+/// every task's end.
+static CHECKER: Worker = Worker(Mutex::new(None));
+
+/// Retires wired namespaces (their veth pairs are deleted and fresh ones
+/// made, in the host's network namespace, which it never leaves).
+static RETIRER: Worker = Worker(Mutex::new(None));
+
+impl Worker {
+    /// Runs `job` on this worker. A job that finds no worker (it could not
+    /// be started) is dropped, and with it what it holds.
+    fn run(&self, job: Job) {
+        let mut job = job;
+        let mut worker = lock(&self.0);
+        for _ in 0..2 {
+            if worker.is_none() {
+                let (sender, jobs) = std::sync::mpsc::channel::<Job>();
+                let started = std::thread::Builder::new()
+                    .name("airlock-netns".into())
+                    .spawn(move || {
+                        for job in jobs {
+                            job();
+                        }
+                    });
+                match started {
+                    Ok(_) => *worker = Some(sender),
+                    Err(err) => {
+                        tracing::warn!(%err, "could not start a network namespace thread");
+                        break;
+                    }
                 }
-            });
-            sender
-        });
-        match sender.send(job) {
-            Ok(()) => return,
-            Err(std::sync::mpsc::SendError(back)) => {
-                job = back;
-                *checker = None;
+            }
+            let Some(sender) = worker.as_ref() else { break };
+            match sender.send(job) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(back)) => {
+                    job = back;
+                    *worker = None;
+                }
             }
         }
+        drop(worker);
+        // Dropped here, with the namespace it holds, never reused.
+        drop(job);
     }
 }
 
@@ -279,7 +297,7 @@ fn on_checker(job: Job) {
 fn holds_sockets(ns: &File) -> std::io::Result<Option<u64>> {
     let ns = ns.try_clone()?;
     let (reply, answer) = std::sync::mpsc::sync_channel(1);
-    on_checker(Box::new(move || {
+    CHECKER.run(Box::new(move || {
         let _ = reply.send(check_sockets(&ns));
     }));
     answer
