@@ -301,6 +301,59 @@ async fn private_tmp_is_not_shared_between_tasks() {
     assert_eq!(v, serde_json::json!([]));
 }
 
+/// System V IPC objects outlive the process that made them: a message
+/// queue left by one task must not reach any later task, nor one running
+/// beside it. Each task has an ipc namespace no other task was ever in.
+#[tokio::test]
+async fn ipc_objects_do_not_cross_tasks() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    // msgget through ctypes; 0o666 so that only the namespace keeps others
+    // out. Prints the queue id, or the errno name.
+    let queue = |flags: &str, then: &str| {
+        format!(
+            "import ctypes, errno, os, time\n\
+             libc = ctypes.CDLL(None, use_errno=True)\n\
+             q = libc.msgget(0x4a11, {flags})\n\
+             print(q if q >= 0 else errno.errorcode[ctypes.get_errno()], flush=True)\n\
+             {then}"
+        )
+    };
+    // IPC_CREAT | IPC_EXCL | 0o666: made here, left behind.
+    let made = d.python("alice", &queue("0o1000 | 0o2000 | 0o666", "")).await;
+    assert!(
+        made.stdout().trim().parse::<i32>().is_ok(),
+        "alice could not make a queue: {:?} {:?}",
+        made.stdout(),
+        made.exited
+    );
+    // Later tasks, one after another (the same spawners as alice's task),
+    // and again while a task of alice's holds a queue of its own.
+    for _ in 0..4 {
+        let found = d.python("bob", &queue("0", "")).await;
+        assert_eq!(found.stdout().trim(), "ENOENT", "{:?}", found.exited);
+    }
+    let (_, holder) = start_background(
+        &d,
+        python("alice", &queue("0o1000 | 0o2000 | 0o666", "time.sleep(3)")),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    for _ in 0..4 {
+        let found = d.python("bob", &queue("0", "")).await;
+        assert_eq!(found.stdout().trim(), "ENOENT", "{:?}", found.exited);
+    }
+    let held = holder.await.unwrap();
+    assert!(
+        held.stdout().trim().parse::<i32>().is_ok(),
+        "alice's second task could not make its queue: {:?} {:?}",
+        held.stdout(),
+        held.exited
+    );
+}
+
 #[tokio::test]
 async fn task_cannot_ptrace_signal_or_reach_the_supervisor() {
     if !privileged() {
