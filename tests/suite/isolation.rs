@@ -322,7 +322,9 @@ async fn ipc_objects_do_not_cross_tasks() {
         )
     };
     // IPC_CREAT | IPC_EXCL | 0o666: made here, left behind.
-    let made = d.python("alice", &queue("0o1000 | 0o2000 | 0o666", "")).await;
+    let made = d
+        .python("alice", &queue("0o1000 | 0o2000 | 0o666", ""))
+        .await;
     assert!(
         made.stdout().trim().parse::<i32>().is_ok(),
         "alice could not make a queue: {:?} {:?}",

@@ -191,12 +191,12 @@ pub fn main() -> ! {
     // Each live task's report socket and mount namespace, by the pid of
     // its process.
     let mut live: std::collections::HashMap<i32, Live> = Default::default();
-    let mut ended = EndedMounts::default();
+    let mut chores = Chores::default();
     let mut warned = false;
     loop {
-        match wait_for_work(&control, &children, &mut ended) {
+        match wait_for_work(&control, &children, &mut chores) {
             Ok(Work::Reap) => {
-                reap(&children, &mut live, &mut ended);
+                reap(&children, &mut live, &mut chores.ended);
                 continue;
             }
             Ok(Work::Request) => {}
@@ -236,6 +236,9 @@ pub fn main() -> ! {
                         detail: err.to_string(),
                     })
                 })?;
+            // The ipc and uts namespaces the launcher starts in, unless
+            // made already while we were idle.
+            chores.make_next_namespaces().map_err(|err| failed(&err))?;
             Ok((plan, template, seccomp))
         });
         stages.mark("template root");
@@ -256,6 +259,8 @@ pub fn main() -> ! {
         };
         match vfork.spawn(child_main, &args) {
             Ok((child, pidfd)) => {
+                // That launcher's: the next needs new ones.
+                chores.fresh = false;
                 let mount_ns = hold_mount_namespace(&pidfd, &mut warned);
                 answer(&control, Ok(pidfd));
                 live.insert(
@@ -280,6 +285,47 @@ struct Live {
     /// and procfs) happens after the task's end is reported, when this is
     /// closed, instead of in the init's exit, before it.
     mount_ns: Option<OwnedFd>,
+}
+
+/// What the spawner does when nothing waits: it makes the ipc and uts
+/// namespaces its next launcher starts in ([`namespaces::make_next`]), and
+/// tears ended tasks' mount namespaces down ([`EndedMounts`]).
+#[derive(Default)]
+struct Chores {
+    /// We are in ipc and uts namespaces in which no launcher has started
+    /// (only, perhaps, a template builder of ours, which uses neither).
+    fresh: bool,
+    /// Making them failed while idle: left to the next request (which
+    /// fails if it fails again) instead of tried again and again.
+    failed: bool,
+    ended: EndedMounts,
+}
+
+impl Chores {
+    /// Whether there is something to do when idle.
+    fn pending(&self) -> bool {
+        (!self.fresh && !self.failed) || !self.ended.0.is_empty()
+    }
+
+    /// One chore, the next launcher's namespaces first.
+    fn do_one(&mut self) {
+        if !self.fresh && !self.failed {
+            self.failed = self.make_next_namespaces().is_err();
+        } else {
+            self.ended.tear_down_one();
+        }
+    }
+
+    /// New ipc and uts namespaces for the next launcher, unless we are in
+    /// fresh ones already.
+    fn make_next_namespaces(&mut self) -> Result<(), LaunchError> {
+        if !self.fresh {
+            namespaces::make_next()?;
+            self.fresh = true;
+            self.failed = false;
+        }
+        Ok(())
+    }
 }
 
 /// Mount namespaces of ended tasks (see [`Live`]), torn down one at a
@@ -435,25 +481,25 @@ fn children_signalfd() -> nix::Result<nix::sys::signalfd::SignalFd> {
 fn wait_for_work(
     control: &OwnedFd,
     children: &nix::sys::signalfd::SignalFd,
-    ended: &mut EndedMounts,
+    chores: &mut Chores,
 ) -> nix::Result<Work> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     loop {
-        if ended.overdue() {
-            ended.tear_down_one();
+        if chores.ended.overdue() {
+            chores.ended.tear_down_one();
         }
         let mut fds = [
             PollFd::new(children.as_fd(), PollFlags::POLLIN),
             PollFd::new(control.as_fd(), PollFlags::POLLIN),
         ];
-        let timeout = match ended.0.is_empty() {
-            true => PollTimeout::NONE,
-            false => PollTimeout::ZERO,
+        let timeout = match chores.pending() {
+            false => PollTimeout::NONE,
+            true => PollTimeout::ZERO,
         };
         match poll(&mut fds, timeout) {
             Ok(0) => {
-                // Nothing waits: one teardown now.
-                ended.tear_down_one();
+                // Nothing waits: one chore now.
+                chores.do_one();
                 continue;
             }
             Ok(_) => {}
@@ -600,8 +646,9 @@ fn init(
     nix::unistd::setsid().map_err(sys("setsid"))?;
     stages.mark("fds, signals, session");
     // 3. The empty network namespace when the task has none; a private copy
-    //    of the template root's mount namespace; new ipc and uts
-    //    namespaces (the pid namespace came with the fork).
+    //    of the template root's mount namespace (the pid namespace came
+    //    with the clone, the ipc and uts ones were made by the spawner
+    //    ahead).
     namespaces::enter(plan, template.ns.as_fd())?;
     stages.mark("namespaces, copy of the template root");
     // 4. The task's own mounts: the scratch tmpfs (holding the
