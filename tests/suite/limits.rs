@@ -175,3 +175,60 @@ print(json.dumps({"total": total, "error": err, "size": st.f_blocks * st.f_frsiz
     let status = d.run(req).await.status.expect("denied");
     assert!(status.message().contains("limits.scratch"), "{status:?}");
 }
+
+/// System V IPC is bounded per task: its shared memory by the policy's
+/// `tmp` size (16 MiB here), like /tmp and /dev/shm, its message queues
+/// and semaphores by small fixed counts. A fresh ipc namespace's own
+/// bounds are practically none, and what no process has attached counts
+/// against no rlimit: without these a task could hold the worker's memory
+/// until its deadline.
+#[tokio::test]
+async fn system_v_ipc_is_bounded() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default()); // tmp = 16 MiB
+    let v = d
+        .python(
+            "alice",
+            r#"
+import ctypes, errno, json
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmget.argtypes = [ctypes.c_int, ctypes.c_size_t, ctypes.c_int]
+IPC_PRIVATE, IPC_CREAT = 0, 0o1000
+def err():
+    return errno.errorcode[ctypes.get_errno()]
+MiB = 1 << 20
+one = libc.shmget(IPC_PRIVATE, 17 * MiB, IPC_CREAT | 0o600)
+one = one if one >= 0 else err()
+segments = 0
+while libc.shmget(IPC_PRIVATE, 4 * MiB, IPC_CREAT | 0o600) >= 0:
+    segments += 1
+    if segments > 64: break
+shm_end = err()
+queues = 0
+while libc.msgget(IPC_PRIVATE, IPC_CREAT | 0o600) >= 0:
+    queues += 1
+    if queues > 100000: break
+msg_end = err()
+sets = 0
+while libc.semget(IPC_PRIVATE, 250, IPC_CREAT | 0o600) >= 0:
+    sets += 1
+    if sets > 100000: break
+sem_end = err()
+print(json.dumps({"one": one, "segments": segments, "shm_end": shm_end,
+                  "queues": queues, "msg_end": msg_end, "sets": sets, "sem_end": sem_end}))
+"#,
+        )
+        .await
+        .json();
+    // One segment larger than tmp: refused; 4 MiB ones: four fit in 16 MiB.
+    assert_eq!(v["one"], "EINVAL", "{v}");
+    assert_eq!(v["segments"], 4, "{v}");
+    assert_eq!(v["shm_end"], "ENOSPC", "{v}");
+    assert_eq!(v["queues"], 32, "{v}");
+    assert_eq!(v["msg_end"], "ENOSPC", "{v}");
+    // 32,000 semaphores: 128 sets of 250.
+    assert_eq!(v["sets"], 128, "{v}");
+    assert_eq!(v["sem_end"], "ENOSPC", "{v}");
+}

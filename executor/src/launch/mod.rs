@@ -221,6 +221,13 @@ pub fn main() -> ! {
         let plan = read_plan(&mut plan_socket);
         stages.mark("plan read");
         let prepared = plan.as_ref().map_err(failed).and_then(|plan| {
+            // The ipc and uts namespaces the launcher starts in, unless
+            // made already while we were idle; before a template build,
+            // whose builder would otherwise start in the last task's.
+            chores
+                .make_next_namespaces()
+                .and_then(|()| chores.bound_shared_memory(plan.tmp_bytes))
+                .map_err(|err| failed(&err))?;
             let template = templates.get(plan).map_err(|detail| {
                 failed(&LaunchError::Check {
                     step: "build the task's root".into(),
@@ -236,9 +243,6 @@ pub fn main() -> ! {
                         detail: err.to_string(),
                     })
                 })?;
-            // The ipc and uts namespaces the launcher starts in, unless
-            // made already while we were idle.
-            chores.make_next_namespaces().map_err(|err| failed(&err))?;
             Ok((plan, template, seccomp))
         });
         stages.mark("template root");
@@ -292,12 +296,15 @@ struct Live {
 /// tears ended tasks' mount namespaces down ([`EndedMounts`]).
 #[derive(Default)]
 struct Chores {
-    /// We are in ipc and uts namespaces in which no launcher has started
-    /// (only, perhaps, a template builder of ours, which uses neither).
+    /// We are in ipc and uts namespaces in which no launcher has started.
     fresh: bool,
-    /// Making them failed while idle: left to the next request (which
-    /// fails if it fails again) instead of tried again and again.
+    /// Making them failed while idle (see [`Chores::idle_timeout`]).
     failed: bool,
+    /// The System V shared memory bound of the namespace we are in, once
+    /// set (`namespaces::bound_shared_memory`).
+    shared_memory: Option<u64>,
+    /// The bound the last launcher asked for.
+    last_shared_memory: Option<u64>,
     ended: EndedMounts,
 }
 
@@ -307,23 +314,55 @@ impl Chores {
         (!self.fresh && !self.failed) || !self.ended.0.is_empty()
     }
 
-    /// One chore, the next launcher's namespaces first.
+    /// One chore, the next launcher's namespaces first (and, after a
+    /// failure, again only when nothing else is left: see
+    /// [`Chores::idle_timeout`]).
     fn do_one(&mut self) {
         if !self.fresh && !self.failed {
             self.failed = self.make_next_namespaces().is_err();
-        } else {
+        } else if !self.ended.0.is_empty() {
             self.ended.tear_down_one();
+        } else if !self.fresh {
+            self.failed = self.make_next_namespaces().is_err();
+        }
+    }
+
+    /// How long to wait for work: not at all when a chore is pending; for
+    /// ever when none is; and when making the next namespaces failed, 100
+    /// ms before trying again, so that we do not stay in the last task's
+    /// namespaces (keeping what it left in them alive) until the next
+    /// request.
+    fn idle_timeout(&self) -> nix::poll::PollTimeout {
+        match (self.pending(), self.fresh) {
+            (true, _) => nix::poll::PollTimeout::ZERO,
+            (false, true) => nix::poll::PollTimeout::NONE,
+            (false, false) => nix::poll::PollTimeout::from(100u16),
         }
     }
 
     /// New ipc and uts namespaces for the next launcher, unless we are in
-    /// fresh ones already.
+    /// fresh ones already; their shared memory bounded as the last task's
+    /// was (the next is most likely of the same policy).
     fn make_next_namespaces(&mut self) -> Result<(), LaunchError> {
         if !self.fresh {
+            self.shared_memory = None;
             namespaces::make_next()?;
             self.fresh = true;
             self.failed = false;
+            if let Some(bytes) = self.last_shared_memory {
+                self.bound_shared_memory(bytes)?;
+            }
         }
+        Ok(())
+    }
+
+    /// The next launcher's shared memory bounded to `bytes`, unless it is.
+    fn bound_shared_memory(&mut self, bytes: u64) -> Result<(), LaunchError> {
+        if self.shared_memory != Some(bytes) {
+            namespaces::bound_shared_memory(bytes)?;
+            self.shared_memory = Some(bytes);
+        }
+        self.last_shared_memory = Some(bytes);
         Ok(())
     }
 }
@@ -483,7 +522,7 @@ fn wait_for_work(
     children: &nix::sys::signalfd::SignalFd,
     chores: &mut Chores,
 ) -> nix::Result<Work> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::poll::{poll, PollFd, PollFlags};
     loop {
         if chores.ended.overdue() {
             chores.ended.tear_down_one();
@@ -492,11 +531,7 @@ fn wait_for_work(
             PollFd::new(children.as_fd(), PollFlags::POLLIN),
             PollFd::new(control.as_fd(), PollFlags::POLLIN),
         ];
-        let timeout = match chores.pending() {
-            false => PollTimeout::NONE,
-            true => PollTimeout::ZERO,
-        };
-        match poll(&mut fds, timeout) {
+        match poll(&mut fds, chores.idle_timeout()) {
             Ok(0) => {
                 // Nothing waits: one chore now.
                 chores.do_one();

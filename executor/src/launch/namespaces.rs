@@ -32,13 +32,40 @@ pub fn enter(plan: &LaunchPlan, template: BorrowedFd<'_>) -> Result<(), LaunchEr
 /// for them (a new ipc namespace alone costs about 27 µs here, for its
 /// sysctl tables and mqueue mount). The spawner keeps one task from ever
 /// sharing them with another: it calls this again after every launcher
-/// before the next starts (`Fresh` in [`super::main`]). It uses no System
+/// before the next starts (`Chores` in `launch/mod.rs`). It uses no System
 /// V IPC itself, and what it shares with the task until then (a hostname
 /// neither can change) carries nothing.
 pub fn make_next() -> Result<(), LaunchError> {
     unshare(CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
         .map_err(sys("unshare ipc and uts namespaces"))?;
-    nix::unistd::sethostname("airlock").map_err(sys("set hostname"))
+    nix::unistd::sethostname("airlock").map_err(sys("set hostname"))?;
+    // What no plan changes: at most 32 message queues of 16 KiB (the
+    // default size; 512 KiB in all) and 32,000 semaphores in 128 sets,
+    // Linux's old defaults. A new ipc namespace's own allow 32,000 queues,
+    // about 500 MiB, and a billion semaphores, all of it kernel memory
+    // that no rlimit counts.
+    write_sysctl("kernel/msgmni", "32")?;
+    write_sysctl("kernel/sem", "250 32000 32 128")
+}
+
+/// Bounds the System V shared memory of the ipc namespace we are in to
+/// `bytes` in all (segments of at most that size): the policy's `tmp`
+/// size, which bounds /tmp and /dev/shm too. A new ipc namespace's own
+/// bound is practically none, and shared memory no task's process has
+/// attached counts against no rlimit.
+pub fn bound_shared_memory(bytes: u64) -> Result<(), LaunchError> {
+    const PAGE: u64 = 4096;
+    write_sysctl("kernel/shmmax", &bytes.to_string())?;
+    write_sysctl("kernel/shmall", &bytes.div_ceil(PAGE).to_string())
+}
+
+/// Writes one of the ipc namespace's tunables; they are per ipc
+/// namespace, and the file opened is the one of the opener's.
+fn write_sysctl(name: &str, value: &str) -> Result<(), LaunchError> {
+    std::fs::write(format!("/proc/sys/{name}"), value).map_err(io(format!(
+        "set {} of the task's ipc namespace",
+        name.replace('/', ".")
+    )))
 }
 
 /// SIGKILL this process when the spawner (its parent) dies, and make sure
