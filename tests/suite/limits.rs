@@ -223,7 +223,7 @@ print(json.dumps({"one": one, "segments": segments, "shm_end": shm_end,
         .await
         .json();
     // One segment larger than tmp: refused; 4 MiB ones: four fit in 16 MiB.
-    assert_eq!(v["one"], "EINVAL", "{v}");
+    assert_eq!(v["one"], "ENOSPC", "{v}");
     assert_eq!(v["segments"], 4, "{v}");
     assert_eq!(v["shm_end"], "ENOSPC", "{v}");
     assert_eq!(v["queues"], 32, "{v}");

@@ -49,13 +49,12 @@ pub fn make_next() -> Result<(), LaunchError> {
 }
 
 /// Bounds the System V shared memory of the ipc namespace we are in to
-/// `bytes` in all (segments of at most that size): the policy's `tmp`
-/// size, which bounds /tmp and /dev/shm too. A new ipc namespace's own
-/// bound is practically none, and shared memory no task's process has
-/// attached counts against no rlimit.
+/// `bytes` in all (`shmall`, which also refuses any one segment larger):
+/// the policy's `tmp` size, which bounds /tmp and /dev/shm too. A new ipc
+/// namespace's own bound is practically none, and shared memory no task's
+/// process has attached counts against no rlimit.
 pub fn bound_shared_memory(bytes: u64) -> Result<(), LaunchError> {
     const PAGE: u64 = 4096;
-    write_sysctl("kernel/shmmax", &bytes.to_string())?;
     write_sysctl("kernel/shmall", &bytes.div_ceil(PAGE).to_string())
 }
 
