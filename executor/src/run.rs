@@ -86,7 +86,7 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
     // be left in it (and it holds no socket, which the pool's checker
     // thread checks without keeping us waiting).
     if let Some(netns) = task.netns.take().filter(|_| uid_clear) {
-        sup.netns.give_back_later(netns);
+        sup.netns.give_back(netns);
     }
     // A uid goes back to the pool only when nothing of the task is left
     // that the next holder of the uid could reach: no process, no file on

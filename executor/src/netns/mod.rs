@@ -126,25 +126,12 @@ impl NetnsPool {
     }
 
     /// Returns a namespace whose task has ended and whose processes are all
-    /// gone (the caller's guarantee). An empty one is reused only if no
-    /// socket is left in it; otherwise it is dropped. A wired one is never
-    /// reused: its veth pair is deleted, and a fresh one is made for the
-    /// pool in its place. Blocks until that is done; on the async runtime,
-    /// use [`NetnsPool::give_back_later`].
-    pub fn give_back(&self, lease: NetnsLease) {
-        match lease.wiring {
-            Some(_) => self.retire_wired(lease),
-            None => {
-                let checked = holds_sockets(&lease.file);
-                self.reuse_if_empty(lease.file, checked);
-            }
-        }
-    }
-
-    /// [`NetnsPool::give_back`] without waiting: an empty namespace is
-    /// checked and pooled by the checker thread, a wired one retired by
-    /// the retiring thread (in the host's namespaces), one at a time.
-    pub fn give_back_later(self: &Arc<Self>, lease: NetnsLease) {
+    /// gone (the caller's guarantee), without waiting. An empty one is
+    /// checked by the checker thread and reused only if no socket is left
+    /// in it; otherwise it is dropped. A wired one is never reused: the
+    /// retiring thread (in the host's namespaces) deletes its veth pair
+    /// and makes a fresh one for the pool in its place, one at a time.
+    pub fn give_back(self: &Arc<Self>, lease: NetnsLease) {
         let pool = self.clone();
         match lease.wiring {
             Some(_) => RETIRER.run(Box::new(move || pool.retire_wired(lease))),
@@ -293,18 +280,6 @@ impl Worker {
     }
 }
 
-/// [`check_sockets`] on the checker thread, waiting for the answer.
-fn holds_sockets(ns: &File) -> std::io::Result<Option<u64>> {
-    let ns = ns.try_clone()?;
-    let (reply, answer) = std::sync::mpsc::sync_channel(1);
-    CHECKER.run(Box::new(move || {
-        let _ = reply.send(check_sockets(&ns));
-    }));
-    answer
-        .recv()
-        .map_err(|_| std::io::Error::other("the network namespace checker is gone"))?
-}
-
 /// How many sockets are left in `ns`, if any, on the calling thread,
 /// which joins `ns` for good. `sockets: used` of the namespace's sockstat
 /// counts every socket a process made there, of every family, until the
@@ -329,6 +304,16 @@ mod tests {
 
     fn root() -> bool {
         nix::unistd::geteuid().is_root()
+    }
+
+    /// Runs `job` on `worker` and waits for it: every job given to it
+    /// before is done then.
+    fn on<T: Send + 'static>(worker: &Worker, job: impl FnOnce() -> T + Send + 'static) -> T {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        worker.run(Box::new(move || {
+            let _ = reply.send(job());
+        }));
+        answer.recv().unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -364,28 +349,19 @@ mod tests {
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("bind in the namespace"));
-        assert_eq!(holds_sockets(&a.file).ok(), Some(Some(1)));
+        let ns = a.file.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(on(&CHECKER, move || check_sockets(&ns).ok()), Some(Some(1)));
         pool.give_back(a);
+        on(&CHECKER, || ());
         assert_eq!(pool.free(), 0, "a namespace with a socket was pooled");
         drop(sock);
         // An empty one goes back and is handed out again.
         let b_ino = ino(&b).ok();
         pool.give_back(b);
+        on(&CHECKER, || ());
         assert_eq!(pool.free(), 1);
         let c = pool.take().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(ino(&c).ok(), b_ino, "the free namespace is reused");
-        // The same without waiting: checked and pooled by the checker.
-        pool.give_back_later(c);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while pool.free() == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "an empty namespace given back later never went back"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        let d = pool.take().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(ino(&d).ok(), b_ino, "the free namespace is reused");
     }
 
     #[test]
@@ -394,7 +370,7 @@ mod tests {
             return;
         }
         host::setup().unwrap_or_else(|e| panic!("{e}"));
-        let pool = NetnsPool::new(0, 1, 4).unwrap_or_else(|e| panic!("{e}"));
+        let pool = Arc::new(NetnsPool::new(0, 1, 4).unwrap_or_else(|e| panic!("{e}")));
         let lease = pool.take_wired().unwrap_or_else(|e| panic!("{e}"));
         let link = lease
             .wiring
@@ -405,6 +381,7 @@ mod tests {
         assert!(rtnl::index_of(&link).is_ok(), "{link} is on the host");
         assert_eq!(addr.octets()[..2], host::SUBNET.octets()[..2]);
         pool.give_back(lease);
+        on(&RETIRER, || ());
         assert!(rtnl::index_of(&link).is_err(), "{link} outlived its task");
         // Made afresh in its place, with another address.
         let next = pool.take_wired().unwrap_or_else(|e| panic!("{e}"));
