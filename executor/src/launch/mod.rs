@@ -318,12 +318,10 @@ impl Chores {
     /// failure, again only when nothing else is left: see
     /// [`Chores::idle_timeout`]).
     fn do_one(&mut self) {
-        if !self.fresh && !self.failed {
+        if !self.fresh && (!self.failed || self.ended.0.is_empty()) {
             self.failed = self.make_next_namespaces().is_err();
-        } else if !self.ended.0.is_empty() {
+        } else {
             self.ended.tear_down_one();
-        } else if !self.fresh {
-            self.failed = self.make_next_namespaces().is_err();
         }
     }
 
