@@ -29,7 +29,7 @@ print(json.dumps({
     "nnp": status["NoNewPrivs"].strip(), "seccomp": status["Seccomp"].strip(),
     "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
     "env": sorted(os.environ), "cwd": os.getcwd(), "pid": os.getpid(),
-    "hostname": os.uname().nodename,
+    "hostname": os.uname().nodename, "comm": open("/proc/self/comm").read().strip(),
 }))
 "#,
         )
@@ -72,6 +72,19 @@ print(json.dumps({
         .starts_with(d.scratch_root.to_str().unwrap()));
     assert_eq!(v["pid"], 1, "the program is pid 1 of its own pid namespace");
     assert_eq!(v["hostname"], "airlock");
+    // `ps`, `top` and `pgrep` on the worker name the task after its
+    // program's file, as they name a program started by hand: the launcher
+    // executes the descriptor it opened with `execveat(AT_EMPTY_PATH)`,
+    // which Linux 6.14 and later name after the file (an exec of
+    // `/proc/self/fd/N` was named `N`). /usr/bin/python3 is a link: the
+    // name is the file's, at most 15 bytes.
+    let file = std::fs::canonicalize("/usr/bin/python3").unwrap();
+    let name = file.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        v["comm"],
+        name[..name.len().min(15)],
+        "(this needs Linux 6.14 or later)"
+    );
     let started = out.started.as_ref().unwrap();
     for layer in [
         "pid-ns",

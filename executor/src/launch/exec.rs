@@ -76,14 +76,16 @@ impl Program {
     }
 
     /// Replaces this process with the program; returns only the error
-    /// when the exec fails. The path is `/proc/self/fd/N`, the descriptor
-    /// opened and checked in [`Program::open`]: the kernel executes exactly
-    /// that file (and still checks the uid's and Landlock's rights on it).
-    /// A script's descriptor is left open for its interpreter (a
-    /// close-on-exec descriptor of a script fails with ENOENT, execveat(2));
-    /// an ELF program's is not.
+    /// when the exec fails. `execveat(fd, "", AT_EMPTY_PATH)` of the
+    /// descriptor opened and checked in [`Program::open`]: the kernel
+    /// executes exactly that file (and still checks the uid's and
+    /// Landlock's rights on it), and since Linux 6.14 names the process
+    /// after the file (`python3` in `ps`, `top` and `/proc/PID/comm`), where
+    /// an exec of the path `/proc/self/fd/N` named it `N`. A script's
+    /// descriptor is left open for its interpreter, which the kernel hands
+    /// `/dev/fd/N` (a close-on-exec descriptor of a script fails with
+    /// ENOENT, execveat(2)); an ELF program's is not.
     pub fn exec(self) -> LaunchError {
-        use std::os::fd::AsRawFd;
         if self.script {
             if let Err(errno) = nix::fcntl::fcntl(
                 &self.fd,
@@ -92,14 +94,13 @@ impl Program {
                 return sys("keep the script open for its interpreter")(errno);
             }
         }
-        let path = match cstring(
-            "exec program",
-            format!("/proc/self/fd/{}", self.fd.as_raw_fd()),
+        match nix::unistd::execveat(
+            &self.fd,
+            c"",
+            &self.argv,
+            &self.envp,
+            nix::fcntl::AtFlags::AT_EMPTY_PATH,
         ) {
-            Ok(path) => path,
-            Err(err) => return err,
-        };
-        match nix::unistd::execve(&path, &self.argv, &self.envp) {
             Err(errno) => sys("exec program")(errno),
             Ok(never) => match never {},
         }
