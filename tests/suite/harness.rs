@@ -60,6 +60,9 @@ pub struct Opts {
     pub env: Vec<(String, String)>,
     /// A dir with ca.pem, server.pem, server.key: the tcp listener uses mTLS.
     pub tls_dir: Option<PathBuf>,
+    /// airlockd starts in a uts namespace of its own with this hostname and
+    /// NIS domain name, as on a worker that has both set.
+    pub worker_names: Option<(&'static str, &'static str)>,
 }
 
 impl Default for Opts {
@@ -75,6 +78,7 @@ impl Default for Opts {
             extra_read_only: vec![],
             env: vec![],
             tls_dir: None,
+            worker_names: None,
         }
     }
 }
@@ -193,6 +197,9 @@ path = "/usr/bin/python3"
         // Started as `nohup` would start it, with a signal ignored: no task
         // may inherit that (see `isolation`).
         ignore_sigusr2_in(&mut cmd);
+        if let Some(names) = opts.worker_names {
+            name_worker_in(&mut cmd, names);
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -587,6 +594,25 @@ pub fn spawn_moto() -> (u16, Child) {
 }
 
 /// Starts `cmd` with SIGUSR2 ignored; an ignored signal survives exec.
+/// `cmd` starts in a new uts namespace with these host and NIS domain
+/// names (the test's own stay the host's).
+fn name_worker_in(cmd: &mut Command, (host, domain): (&'static str, &'static str)) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: unshare, sethostname and setdomainname are plain system calls
+    // that allocate nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWUTS) != 0
+                || libc::sethostname(host.as_ptr().cast(), host.len()) != 0
+                || libc::setdomainname(domain.as_ptr().cast(), domain.len()) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 fn ignore_sigusr2_in(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: sigaction is async-signal-safe and allocates nothing.

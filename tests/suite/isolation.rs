@@ -9,12 +9,19 @@ async fn task_runs_as_pool_uid_with_every_layer_applied() {
     if !privileged() {
         return;
     }
-    let d = Daemon::start(Opts::default());
+    // A new uts namespace starts with copies of the worker's names: the
+    // spawner sets both in every task's.
+    let d = Daemon::start(Opts {
+        worker_names: Some(("worker-7", "corp.example")),
+        ..Opts::default()
+    });
     let out = d
         .python(
             "alice",
             r#"
-import json, os, signal
+import ctypes, json, os, signal
+domain = ctypes.create_string_buffer(256)
+assert ctypes.CDLL(None).getdomainname(domain, 256) == 0
 status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
 # Python ignores SIGPIPE and SIGXFSZ itself, and handles SIGINT only when it
 # was not ignored when it started.
@@ -29,7 +36,8 @@ print(json.dumps({
     "nnp": status["NoNewPrivs"].strip(), "seccomp": status["Seccomp"].strip(),
     "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
     "env": sorted(os.environ), "cwd": os.getcwd(), "pid": os.getpid(),
-    "hostname": os.uname().nodename, "comm": open("/proc/self/comm").read().strip(),
+    "hostname": os.uname().nodename, "domainname": domain.value.decode(),
+    "comm": open("/proc/self/comm").read().strip(),
 }))
 "#,
         )
@@ -71,7 +79,14 @@ print(json.dumps({
         .unwrap()
         .starts_with(d.scratch_root.to_str().unwrap()));
     assert_eq!(v["pid"], 1, "the program is pid 1 of its own pid namespace");
-    assert_eq!(v["hostname"], "airlock");
+    assert_eq!(
+        v["hostname"], "airlock",
+        "the worker's hostname reached the task"
+    );
+    assert_eq!(
+        v["domainname"], "(none)",
+        "the worker's NIS domain name reached the task"
+    );
     // `ps`, `top` and `pgrep` on the worker name the task after its
     // program's file, as they name a program started by hand: the launcher
     // executes the descriptor it opened with `execveat(AT_EMPTY_PATH)`,
