@@ -768,7 +768,9 @@ fn read_plan(channel: &mut UnixStream) -> Result<LaunchPlan, LaunchError> {
             detail: format!("plan of {len} bytes is larger than {MAX_PLAN_BYTES}"),
         });
     }
-    let mut buf = vec![0u8; len as usize];
+    // The plan may hold the task's credential token: zeroed once parsed
+    // (the parsed secrets are zeroized on their own when dropped).
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; len as usize]);
     channel.read_exact(&mut buf).map_err(io("read plan"))?;
     serde_json::from_slice(&buf).map_err(|err| LaunchError::Check {
         step: "parse plan".into(),
