@@ -1,8 +1,9 @@
 //! `airlock-bench`: how long a task takes to start and end, for a bare
 //! fork+exec (the limit), bubblewrap with comparable isolation, and Airlock
 //! end to end (through gRPC from a warm client, and through the `airlock`
-//! CLI), all in one run on this machine, so the ratios compare like with
-//! like. Also airlockd's resident memory idle and with many live tasks.
+//! CLI), all in one run on this machine, the methods taking turns in
+//! blocks, so the ratios compare like with like. Also airlockd's resident
+//! memory idle and with many live tasks.
 //! Prints a markdown table. Run by `scripts/bench` (as root).
 
 mod credentials;
@@ -135,13 +136,11 @@ fn main() -> anyhow::Result<()> {
             if quick && c != 1 && c != 8 {
                 continue;
             }
-            let bare = measure(n, c, |_| spawn_status(Command::new(program).args(args)));
+            let bare = |_| spawn_status(Command::new(program).args(args));
             let bw = bwrap.as_ref().map(|b| {
-                measure(n, c, |_| {
-                    spawn_status(Command::new(b).args(BWRAP_ARGS).arg(program).args(args))
-                })
+                move |_| spawn_status(Command::new(b).args(BWRAP_ARGS).arg(program).args(args))
             });
-            let inproc = measure(n, c, |i| {
+            let inproc = |i| {
                 let timeline = runtime.block_on(run_local(&local.sup, i, program, args))?;
                 if c == 1 && args.is_empty() {
                     timelines
@@ -150,15 +149,9 @@ fn main() -> anyhow::Result<()> {
                         .push(timeline);
                 }
                 Ok(())
-            });
-            let grpc = {
-                let channel = channel.clone();
-                let runtime = &runtime;
-                measure(n, c, move |i| {
-                    runtime.block_on(run_grpc(channel.clone(), i, program, args))
-                })
             };
-            let cli = measure(n, c, |i| {
+            let grpc = |i| runtime.block_on(run_grpc(channel.clone(), i, program, args));
+            let cli = |i: usize| {
                 spawn_status(
                     Command::new(bin_dir.join("airlock"))
                         .arg("--endpoint")
@@ -173,14 +166,19 @@ fn main() -> anyhow::Result<()> {
                         ])
                         .args(args),
                 )
-            });
-            for (method, m) in [
+            };
+            let methods: [(&str, Option<Run>); 5] = [
                 ("bare fork+exec", Some(&bare)),
-                ("bubblewrap", bw.as_ref()),
+                ("bubblewrap", bw.as_ref().map(|b| b as Run)),
                 ("airlock in-process (no gRPC)", Some(&inproc)),
                 ("airlock gRPC (warm client)", Some(&grpc)),
                 ("airlock CLI", Some(&cli)),
-            ] {
+            ];
+            let measured = measure(n, c, &methods);
+            let (Some(bare), bw) = (&measured[0], &measured[1]) else {
+                bail!("no bare fork+exec row");
+            };
+            for (method, m) in methods.iter().map(|(name, _)| name).zip(&measured) {
                 let Some(m) = m else { continue };
                 let vs_bwrap = bw
                     .as_ref()
@@ -284,24 +282,64 @@ struct Measured {
     per_second: f64,
 }
 
-/// Runs `n` tasks on `c` threads, each timing its tasks one after another.
-fn measure(n: usize, c: usize, run: impl Fn(usize) -> anyhow::Result<()> + Sync) -> Measured {
-    let start = Instant::now();
-    let run = &run;
-    let mut all: Vec<f64> = std::thread::scope(|s| {
+/// One way of running task `i` (its index picks its user).
+type Run<'a> = &'a (dyn Fn(usize) -> anyhow::Result<()> + Sync);
+
+/// Runs `n` tasks of every method (`None`: skipped) on `c` threads. The
+/// methods take turns in blocks of `25 * c` tasks (as `spawnbench` does),
+/// so that a machine that drifts, as these do by 10 to 30 % within an
+/// hour, moves every row of a ratio alike.
+fn measure(n: usize, c: usize, methods: &[(&str, Option<Run>)]) -> Vec<Option<Measured>> {
+    let block = (25 * c).clamp(1, n.max(1));
+    let mut times = vec![Vec::new(); methods.len()];
+    let mut walls = vec![0.0; methods.len()];
+    let mut first = 0;
+    while first < n {
+        let last = n.min(first + block);
+        for (k, (_, run)) in methods.iter().enumerate() {
+            let Some(run) = run else { continue };
+            let start = Instant::now();
+            times[k].extend(run_block(first..last, c, *run));
+            walls[k] += start.elapsed().as_secs_f64();
+        }
+        first = last;
+    }
+    methods
+        .iter()
+        .zip(times.iter_mut().zip(walls))
+        .map(|((_, run), (all, wall))| {
+            run.as_ref()?;
+            all.sort_by(f64::total_cmp);
+            let pick = |q: f64| {
+                all.get(((all.len() as f64 - 1.0) * q).round() as usize)
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            };
+            Some(Measured {
+                median: pick(0.5),
+                p99: pick(0.99),
+                per_second: all.len() as f64 / wall,
+            })
+        })
+        .collect()
+}
+
+/// Runs the tasks `range` on `c` threads, each timing its tasks one after
+/// another; their times in seconds.
+fn run_block(range: std::ops::Range<usize>, c: usize, run: Run) -> Vec<f64> {
+    std::thread::scope(|s| {
         let workers: Vec<_> = (0..c)
             .map(|w| {
+                let range = range.clone();
                 s.spawn(move || {
                     let mut times = Vec::new();
-                    let mut i = w;
-                    while i < n {
+                    for i in range.skip(w).step_by(c) {
                         let t = Instant::now();
                         if let Err(err) = run(i) {
                             eprintln!("task {i} failed: {err:#}");
                             FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         times.push(t.elapsed().as_secs_f64());
-                        i += c;
                     }
                     times
                 })
@@ -311,19 +349,7 @@ fn measure(n: usize, c: usize, run: impl Fn(usize) -> anyhow::Result<()> + Sync)
             .into_iter()
             .flat_map(|w| w.join().unwrap_or_default())
             .collect()
-    });
-    let wall = start.elapsed().as_secs_f64();
-    all.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        all.get(((all.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    Measured {
-        median: pick(0.5),
-        p99: pick(0.99),
-        per_second: all.len() as f64 / wall,
-    }
+    })
 }
 
 fn spawn_status(cmd: &mut Command) -> anyhow::Result<()> {
