@@ -244,6 +244,27 @@ fn plan_for(sup: &Supervisor, task: &Admitted, creds: Option<&TaskCredentials>) 
     }
 }
 
+/// The plan as JSON. It may carry the task's token or credentials file:
+/// zeroized, and written into a buffer sized up front, since one that grew
+/// would leave copies in memory freed unzeroed.
+fn plan_json(plan: &LaunchPlan) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, plan).map_err(std::io::Error::other)?;
+    let mut json = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
+    serde_json::to_writer(&mut *json, plan).map_err(std::io::Error::other)?;
+    Ok(json)
+}
+
 /// The task's init, through a pidfd (never a recycled pid). Dropping it
 /// kills the init, and so the whole task: nothing outlives its runner.
 struct Init(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>);
@@ -282,10 +303,7 @@ async fn execute(
     creds: Option<&TaskCredentials>,
     timeline: &mut Timeline,
 ) -> std::io::Result<(Exited, bool)> {
-    // The plan may carry the task's token or credentials file: zeroized.
-    let plan = zeroize::Zeroizing::new(
-        serde_json::to_vec(&plan_for(sup, task, creds)).map_err(std::io::Error::other)?,
-    );
+    let plan = plan_json(&plan_for(sup, task, creds))?;
     timeline.mark("plan made");
     // The launcher's own stages (from "plan read" on) come with `Ready`.
     let launched = sup.spawner.launch(plan).await?;

@@ -78,19 +78,58 @@ pub struct ScratchFile {
 }
 
 /// A secret in the plan: zeroized when dropped, never shown by `Debug`, so
-/// a logged plan cannot leak it. It travels only over the plan socket.
+/// a logged plan cannot leak it. It travels only over the plan socket, as
+/// hex: JSON escapes no hex digit, so the spawner's parser takes it
+/// straight from the plan buffer, which is zeroized, instead of building
+/// it in a scratch buffer of its own that it frees unzeroed (the
+/// credentials file's newlines are escaped in JSON).
 #[derive(Clone)]
 pub struct PlanSecret(pub zeroize::Zeroizing<String>);
 
 impl Serialize for PlanSecret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        use std::fmt::Write;
+        // Sized up front: a growing string would leave copies behind.
+        let mut hex = zeroize::Zeroizing::new(String::with_capacity(2 * self.0.len()));
+        for byte in self.0.as_bytes() {
+            let _ = write!(hex, "{byte:02x}");
+        }
+        s.serialize_str(&hex)
     }
 }
 
 impl<'de> Deserialize<'de> for PlanSecret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(|s| PlanSecret(zeroize::Zeroizing::new(s)))
+        struct Hex;
+        impl serde::de::Visitor<'_> for Hex {
+            type Value = PlanSecret;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a secret as hex")
+            }
+            fn visit_str<E: serde::de::Error>(self, hex: &str) -> Result<PlanSecret, E> {
+                PlanSecret::from_hex(hex).ok_or_else(|| E::custom("a plan secret is not hex"))
+            }
+        }
+        d.deserialize_str(Hex)
+    }
+}
+
+impl PlanSecret {
+    /// Decodes `hex` into a buffer sized up front, which becomes the
+    /// secret's string without a copy.
+    fn from_hex(hex: &str) -> Option<Self> {
+        if !hex.len().is_multiple_of(2) {
+            return None;
+        }
+        let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(hex.len() / 2));
+        for pair in hex.as_bytes().chunks(2) {
+            let pair = std::str::from_utf8(pair).ok()?;
+            bytes.push(u8::from_str_radix(pair, 16).ok()?);
+        }
+        let text = String::from_utf8(std::mem::take(&mut *bytes))
+            .map_err(|err| zeroize::Zeroizing::new(err.into_bytes()))
+            .ok()?;
+        Some(PlanSecret(zeroize::Zeroizing::new(text)))
     }
 }
 
@@ -196,7 +235,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plan_secrets_never_reach_debug_output() {
+    fn plan_secrets_never_reach_debug_output_and_travel_as_hex() {
         let file = ScratchFile {
             path: ".airlock/token".into(),
             contents: PlanSecret(zeroize::Zeroizing::new("s3cr3t-token".into())),
@@ -204,9 +243,17 @@ mod tests {
         let shown = format!("{file:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         let json = serde_json::to_string(&file).unwrap_or_default();
-        assert!(
-            json.contains("s3cr3t-token"),
-            "the plan socket carries it: {json}"
-        );
+        assert!(!json.contains("s3cr3t"), "{json}");
+        // The credentials file has newlines, which JSON would escape.
+        let text = "[default]\naws_secret_access_key = s3cr3t\n";
+        let file = ScratchFile {
+            path: ".airlock/credentials".into(),
+            contents: PlanSecret(zeroize::Zeroizing::new(text.into())),
+        };
+        let json = serde_json::to_string(&file).unwrap_or_default();
+        assert!(!json.contains('\\'), "nothing to unescape: {json}");
+        let back = serde_json::from_str::<ScratchFile>(&json).map(|f| f.contents.0.to_string());
+        assert_eq!(back.ok().as_deref(), Some(text));
+        assert!(serde_json::from_str::<ScratchFile>(r#"{"path":"t","contents":"7g"}"#).is_err());
     }
 }
