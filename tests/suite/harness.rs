@@ -593,7 +593,6 @@ pub fn spawn_moto() -> (u16, Child) {
     (port, child)
 }
 
-/// Starts `cmd` with SIGUSR2 ignored; an ignored signal survives exec.
 /// `cmd` starts in a new uts namespace with these host and NIS domain
 /// names (the test's own stay the host's).
 fn name_worker_in(cmd: &mut Command, (host, domain): (&'static str, &'static str)) {
@@ -613,6 +612,7 @@ fn name_worker_in(cmd: &mut Command, (host, domain): (&'static str, &'static str
     }
 }
 
+/// Starts `cmd` with SIGUSR2 ignored; an ignored signal survives exec.
 fn ignore_sigusr2_in(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: sigaction is async-signal-safe and allocates nothing.

@@ -1,4 +1,4 @@
-//! Step 7 (open) and 10 (exec): the program is opened before the sandbox
+//! Step 7 (open) and 11 (exec) of `docs/launcher.md`: the program is opened before the sandbox
 //! closes, and exactly that file is executed with `execveat(AT_EMPTY_PATH)`.
 //! The exec still passes every check of the new credentials and Landlock
 //! domain (the kernel re-opens the file for exec), so opening early grants
@@ -40,8 +40,9 @@ fn cstring(step: &str, s: String) -> Result<CString, LaunchError> {
 
 impl Program {
     /// Opens the program for reading (as root: reading grants the task
-    /// nothing, the descriptor is closed at exec), checks its digest when it
-    /// is pinned, and builds argv and envp.
+    /// nothing; an ELF program's descriptor is closed at exec, and a
+    /// script's interpreter must read the script anyway), checks its digest
+    /// when it is pinned, and builds argv and envp.
     pub fn open(plan: &LaunchPlan) -> Result<Self, LaunchError> {
         let step = format!("open program {}", plan.program.display());
         let fd = open(
@@ -80,7 +81,9 @@ impl Program {
     /// descriptor opened and checked in [`Program::open`]: the kernel
     /// executes exactly that file (and still checks the uid's and
     /// Landlock's rights on it), and since Linux 6.14 names the process
-    /// after the file (`python3` in `ps`, `top` and `/proc/PID/comm`), where
+    /// after the file (`python3.11` for `/usr/bin/python3`, a link to it,
+    /// in `ps`, `top` and `/proc/PID/comm`; a script after its
+    /// interpreter), where
     /// an exec of the path `/proc/self/fd/N` named it `N`. A script's
     /// descriptor is left open for its interpreter, which the kernel hands
     /// `/dev/fd/N` (a close-on-exec descriptor of a script fails with
