@@ -42,7 +42,12 @@ fn main() -> anyhow::Result<()> {
             }
             "--load-grpc" => load_grpc = true,
             "--venv" => venv = Some(args.next().context("--venv DIR")?.into()),
-            "--tasks" => tasks = args.next().context("--tasks N")?.parse()?,
+            "--tasks" => {
+                tasks = args.next().context("--tasks N")?.parse()?;
+                if tasks < 4 {
+                    bail!("--tasks {tasks}: at least 4 (python3 runs a quarter of them)");
+                }
+            }
             "--live" => live = args.next().context("--live N")?.parse()?,
             other => {
                 bail!("unknown argument {other}: airlock-bench [--tasks N] [--live N] [--quick] [--venv DIR] [--load SECONDS [--load-concurrency N] [--load-grpc]]")
@@ -286,20 +291,24 @@ struct Measured {
 type Run<'a> = &'a (dyn Fn(usize) -> anyhow::Result<()> + Sync);
 
 /// Runs `n` tasks of every method (`None`: skipped) on `c` threads. The
-/// methods take turns in blocks of `25 * c` tasks (as `spawnbench` does),
-/// so that a machine that drifts, as these do by 10 to 30 % within an
-/// hour, moves every row of a ratio alike.
+/// methods take turns in blocks, each starting with the next method, so
+/// that a machine that drifts, as these do by 10 to 30 % within an hour,
+/// moves every row of a ratio alike (as `spawnbench` does): in up to 8
+/// rounds, with blocks of at least 25 tasks per thread, so that threads
+/// idling at a block's end cost tasks/s at most a few per cent (400 tasks:
+/// 8 rounds at concurrency 1 and 2, 2 at 8, none at 64).
 fn measure(n: usize, c: usize, methods: &[(&str, Option<Run>)]) -> Vec<Option<Measured>> {
-    let block = (25 * c).clamp(1, n.max(1));
+    let block = (c * (n / (8 * c)).max(25)).clamp(1, n.max(1));
     let mut times = vec![Vec::new(); methods.len()];
     let mut walls = vec![0.0; methods.len()];
     let mut first = 0;
     while first < n {
         let last = n.min(first + block);
-        for (k, (_, run)) in methods.iter().enumerate() {
-            let Some(run) = run else { continue };
+        let round = first / block;
+        for k in (0..methods.len()).map(|k| (k + round) % methods.len()) {
+            let Some(run) = methods[k].1 else { continue };
             let start = Instant::now();
-            times[k].extend(run_block(first..last, c, *run));
+            times[k].extend(run_block(first..last, c, run));
             walls[k] += start.elapsed().as_secs_f64();
         }
         first = last;
