@@ -7,10 +7,11 @@
 //! task's loopback is its own), reached by tasks on the network through
 //! their namespace's route to the worker ([`crate::netns::host`]): one
 //! `GET /v1/credentials/<task_id>` per connection, request line and headers
-//! at most 8 KiB, read within 2 seconds, at most 256 connections at once
-//! and 8 of one task ([`MAX_PER_TASK`]): one task cannot take the slots of
-//! the others. A connection from an address that is no live task's is
-//! closed unread.
+//! at most 8 KiB, read within 2 seconds, at most 8 connections of one task
+//! at once ([`MAX_PER_TASK`]) and no bound on all of them together, which
+//! the tasks of one user could fill to keep every other task's SDK out:
+//! the live tasks bound them (8 each). A connection from an address that
+//! is no live task's is closed unread.
 //! It answers 200 with `{"AccessKeyId","SecretAccessKey","Token","Expiration"}`
 //! only when
 //!
@@ -37,14 +38,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use crate::supervisor::Supervisor;
 
 /// Largest request head read.
 pub const MAX_REQUEST_BYTES: usize = 8 << 10;
-/// Most connections served at once.
-const MAX_CONNECTIONS: usize = 256;
 /// Most connections of one task served at once: no task can take the
 /// others' slots. (Connections from anything but a live task's address are
 /// closed at once, unread.)
@@ -63,7 +61,6 @@ pub async fn serve(sup: Arc<Supervisor>, listener: std::net::TcpListener) {
             return;
         }
     };
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let per_task: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let refusals = Arc::new(RefusalLog::default());
     loop {
@@ -85,15 +82,9 @@ pub async fn serve(sup: Arc<Supervisor>, listener: std::net::TcpListener) {
             drop(stream); // not a task, or over its bound: refuse, unread
             continue;
         }
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            give_slot(&per_task, ip);
-            drop(stream); // over the bound: refuse rather than queue
-            continue;
-        };
         let (sup, per_task, refusals) = (sup.clone(), per_task.clone(), refusals.clone());
         tokio::spawn(async move {
             answer(&sup, stream, peer, &refusals).await;
-            drop(permit);
             give_slot(&per_task, ip);
         });
     }
