@@ -20,7 +20,7 @@
 //! keys.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -96,7 +96,18 @@ pub struct Entry {
     key: LeaseKey,
     source: Source,
     session: tokio::sync::Mutex<Option<Session>>,
+    /// Its last holder let it go: no request may fetch it again (one
+    /// authorised just before its task ended may still come).
+    released: AtomicBool,
+    /// When a refresh last failed (ms since the epoch; 0: never), so that
+    /// STS is asked again only after [`REFRESH_RETRY`].
+    refresh_failed_ms: AtomicU64,
 }
+
+/// After a failed refresh, how long the current session is served before
+/// STS is asked again: otherwise every request of every task holding it
+/// would call STS, and write an audit record, until it expired.
+const REFRESH_RETRY: Duration = Duration::from_secs(30);
 
 /// STS client, cache and counter.
 pub struct Broker {
@@ -172,6 +183,8 @@ impl Broker {
                     key,
                     source,
                     session: tokio::sync::Mutex::new(None),
+                    released: AtomicBool::new(false),
+                    refresh_failed_ms: AtomicU64::new(0),
                 };
                 (Arc::new(entry), 0)
             });
@@ -204,6 +217,7 @@ impl Broker {
             _ => false,
         };
         if last {
+            entry.released.store(true, Ordering::Release);
             cache.remove(&entry.key);
             self.sessions_dropped.fetch_add(1, Ordering::Relaxed);
             // Zeroize now, unless a request being served still holds the
@@ -272,27 +286,40 @@ impl Broker {
     }
 
     /// The session in `slot`, from STS when there is none or it is within
-    /// the refresh margin of its expiry. A failed refresh keeps serving the
-    /// old session until it expires.
+    /// the refresh margin of its expiry; none once the entry is released.
+    /// A failed refresh keeps serving the old session until it expires,
+    /// and STS is asked again only [`REFRESH_RETRY`] later.
     async fn fresh<'s>(
         &self,
         audit: &AuditLog,
         entry: &Entry,
         slot: &'s mut Option<Session>,
     ) -> Result<&'s Session, CredentialError> {
+        if entry.released.load(Ordering::Acquire) {
+            return Err(CredentialError::Released);
+        }
         let now = SystemTime::now();
         let due = |s: &Session| {
             SystemTime::try_from(s.expiration).map_or(true, |exp| now + self.refresh_margin >= exp)
         };
         let expired =
             |s: &Session| SystemTime::try_from(s.expiration).map_or(true, |exp| now >= exp);
-        if slot.as_ref().is_none_or(due) {
+        let failed_ms = entry.refresh_failed_ms.load(Ordering::Relaxed);
+        let backing_off = slot.as_ref().is_some_and(|s| !expired(s))
+            && crate::now_ms().saturating_sub(failed_ms) < REFRESH_RETRY.as_millis() as u64;
+        if slot.as_ref().is_none_or(due) && !backing_off {
             let refresh = slot.is_some();
             match self.call_sts(audit, entry, refresh).await {
-                Ok(session) => *slot = Some(session),
+                Ok(session) => {
+                    entry.refresh_failed_ms.store(0, Ordering::Relaxed);
+                    *slot = Some(session);
+                }
                 Err(err) => match slot {
                     Some(old) if !expired(old) => {
-                        tracing::error!(role = %entry.key.role_arn, user = %entry.key.user, %err, "credential refresh failed; serving the current session until it expires");
+                        entry
+                            .refresh_failed_ms
+                            .store(crate::now_ms(), Ordering::Relaxed);
+                        tracing::error!(role = %entry.key.role_arn, user = %entry.key.user, %err, "credential refresh failed; serving the current session until it expires, and asking STS again in 30 s");
                     }
                     _ => return Err(err),
                 },
@@ -482,4 +509,111 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 fn rfc3339(t: &DateTime) -> String {
     t.fmt(DateTimeFormat::DateTime)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A broker whose STS cannot be reached (nothing listens on port 9),
+    /// signing with example keys, and an entry of alice's holding a
+    /// session that expires in `expires_in`.
+    fn broker_and_entry(expires_in: Duration) -> (Broker, Arc<Entry>) {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let config = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .http_client(http)
+            .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                "AKIAIOSFODNN7EXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        let broker = Broker {
+            sts: aws_sdk_sts::Client::from_conf(config),
+            endpoint: "http://127.0.0.1:9".into(),
+            duration_secs: 900,
+            refresh_margin: Duration::from_secs(300),
+            cache: Mutex::new(HashMap::new()),
+            sts_calls: AtomicU64::new(0),
+            sessions_dropped: AtomicU64::new(0),
+        };
+        let key = LeaseKey {
+            user: "alice".into(),
+            role_arn: "arn:aws:iam::123456789012:role/alice-data".into(),
+            session_policy: None,
+            saml: false,
+        };
+        let session = Session {
+            access_key_id: Secret::new("ASIAIOSFODNN7EXAMPLE".into()),
+            secret_access_key: Secret::new("secret".into()),
+            session_token: Secret::new("token".into()),
+            expiration: DateTime::from(SystemTime::now() + expires_in),
+            attribution: Attribution::default(),
+        };
+        let entry = Arc::new(Entry {
+            key: key.clone(),
+            source: Source::AssumeRole {
+                session_name: "alice".into(),
+                source_identity: "alice".into(),
+            },
+            session: tokio::sync::Mutex::new(Some(session)),
+            released: AtomicBool::new(false),
+            refresh_failed_ms: AtomicU64::new(0),
+        });
+        broker.cache_lock().insert(key, (entry.clone(), 1));
+        (broker, entry)
+    }
+
+    fn audit_log(name: &str) -> (AuditLog, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!(
+            "airlock-broker-test-{}-{name}.jsonl",
+            std::process::id()
+        ));
+        let log = AuditLog::open(&path);
+        assert!(log.is_ok(), "open {}", path.display());
+        (log.unwrap_or_else(|_| unreachable!()), path)
+    }
+
+    /// A request that reaches a session after its last task let it go
+    /// gets nothing, and no STS call is made for it.
+    #[tokio::test]
+    async fn a_released_session_is_never_fetched_again() {
+        let (broker, entry) = broker_and_entry(Duration::from_secs(3600));
+        let (audit, path) = audit_log("released");
+        assert!(broker.container_json(&audit, &entry).await.is_ok());
+        broker.release(entry.clone());
+        let again = broker.container_json(&audit, &entry).await;
+        assert!(matches!(again, Err(CredentialError::Released)));
+        assert_eq!(broker.sts_calls(), 0);
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// A session due for refresh whose refresh fails is served until it
+    /// expires, and STS is not asked again on every request.
+    #[tokio::test]
+    async fn a_failed_refresh_is_retried_only_after_a_while() {
+        let (broker, entry) = broker_and_entry(Duration::from_secs(120));
+        let (audit, path) = audit_log("retry");
+        for _ in 0..3 {
+            assert!(broker.container_json(&audit, &entry).await.is_ok());
+        }
+        assert_eq!(broker.sts_calls(), 1, "STS asked again at once");
+        // Once the wait is over, STS is asked again.
+        entry.refresh_failed_ms.store(
+            crate::now_ms() - REFRESH_RETRY.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        assert!(broker.container_json(&audit, &entry).await.is_ok());
+        assert_eq!(broker.sts_calls(), 2);
+        let _ = std::fs::remove_file(path);
+    }
 }

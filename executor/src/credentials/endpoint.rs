@@ -149,6 +149,8 @@ async fn answer(sup: &Supervisor, mut stream: TcpStream, peer: SocketAddr, refus
     };
     match creds.broker.container_json(&sup.audit, &entry).await {
         Ok(body) => respond(&mut stream, 200, body.as_bytes()).await,
+        // Authorised just before its task ended.
+        Err(super::CredentialError::Released) => respond(&mut stream, 403, b"").await,
         Err(err) => {
             tracing::error!(task_id = %req.task_id, %err, "cannot serve credentials");
             respond(&mut stream, 503, b"").await

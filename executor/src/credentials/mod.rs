@@ -142,6 +142,9 @@ pub enum CredentialError {
     /// The policy asked for credentials this worker cannot give.
     #[error("this worker has no credentials service: its policy has no [credentials] section")]
     NotConfigured,
+    /// The task holding them has ended (a request that raced its end).
+    #[error("the task's credentials were released: the task has ended")]
+    Released,
 }
 
 /// What admission granted: a role, and how to assume it.
