@@ -178,16 +178,20 @@ pub fn explain(
 /// Admits `req` or says why not.
 pub fn admit(
     sup: &Supervisor,
-    req: RunTaskRequest,
+    mut req: RunTaskRequest,
     driver_uid: Option<u32>,
 ) -> Result<Admitted, AdmitError> {
     let received_ns = crate::sys::monotonic_ns();
     let policy = sup.policy();
+    let decided = decide(&policy.policy, &req);
+    // The assertion is a bearer credential: parsed, it is held only as a
+    // secret (in the grant), not in the request kept for the task's life.
+    zeroize::Zeroize::zeroize(&mut req.saml_assertion);
     let Decided {
         decision,
         grant,
         role_denial,
-    } = decide(&policy.policy, &req)?;
+    } = decided?;
     let id = if req.task_id.is_empty() {
         new_task_id()
     } else {

@@ -255,18 +255,37 @@ impl Broker {
         let mut guard = entry.session.lock().await;
         let s = self.fresh(audit, entry, &mut guard).await?;
         let expiration = rfc3339(&s.expiration);
-        let body = serde_json::to_string(&Body {
+        let body = Body {
             access_key_id: s.access_key_id.expose(),
             secret_access_key: s.secret_access_key.expose(),
             token: s.session_token.expose(),
             expiration: &expiration,
-        })
-        .map_err(|e| CredentialError::Sts {
+        };
+        // Sized up front (the keys need no JSON escapes): a buffer that
+        // grew would leave copies of them in memory freed unzeroed.
+        let size = 128
+            + [
+                body.access_key_id,
+                body.secret_access_key,
+                body.token,
+                &expiration,
+            ]
+            .iter()
+            .map(|v| v.len())
+            .sum::<usize>();
+        let mut json = Zeroizing::new(Vec::with_capacity(size));
+        serde_json::to_writer(&mut *json, &body).map_err(|e| CredentialError::Sts {
             role_arn: entry.key.role_arn.clone(),
             code: "serialize".into(),
             detail: e.to_string(),
         })?;
-        Ok(Zeroizing::new(body))
+        let text =
+            String::from_utf8(std::mem::take(&mut *json)).map_err(|_| CredentialError::Sts {
+                role_arn: entry.key.role_arn.clone(),
+                code: "serialize".into(),
+                detail: "not UTF-8".into(),
+            })?;
+        Ok(Zeroizing::new(text))
     }
 
     /// A shared-credentials file (INI) for `entry`.
@@ -275,14 +294,23 @@ impl Broker {
         audit: &AuditLog,
         entry: &Entry,
     ) -> Result<Zeroizing<String>, CredentialError> {
+        use std::fmt::Write;
         let mut guard = entry.session.lock().await;
         let s = self.fresh(audit, entry, &mut guard).await?;
-        Ok(Zeroizing::new(format!(
-            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\naws_session_token = {}\n",
+        let (id, key, token) = (
             s.access_key_id.expose(),
             s.secret_access_key.expose(),
-            s.session_token.expose()
-        )))
+            s.session_token.expose(),
+        );
+        // Sized up front, as in `container_json`.
+        let mut file = Zeroizing::new(String::with_capacity(
+            128 + id.len() + key.len() + token.len(),
+        ));
+        let _ = write!(
+            file,
+            "[default]\naws_access_key_id = {id}\naws_secret_access_key = {key}\naws_session_token = {token}\n"
+        );
+        Ok(file)
     }
 
     /// The session in `slot`, from STS when there is none or it is within

@@ -13,6 +13,7 @@
 //! The XML parser (roxmltree) rejects DTDs, so entity tricks go nowhere.
 
 use base64::Engine;
+use zeroize::Zeroizing;
 
 use super::broker::Source;
 use super::{clip, CredentialError, Secret};
@@ -55,17 +56,17 @@ impl SamlAssertion {
         if encoded.len() > MAX_ASSERTION_BYTES {
             return Err(bad("it is larger than 100 KiB"));
         }
-        let compact: Vec<u8> = encoded
-            .iter()
-            .copied()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        let xml = base64::engine::general_purpose::STANDARD
-            .decode(&compact)
-            .map_err(|_| bad("it is not base64"))?;
-        let xml = String::from_utf8(xml).map_err(|_| bad("it is not UTF-8 XML"))?;
+        // The assertion is a bearer credential: every copy is zeroized.
+        let mut compact = Zeroizing::new(Vec::with_capacity(encoded.len()));
+        compact.extend(encoded.iter().copied().filter(|b| !b.is_ascii_whitespace()));
+        let xml = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(&*compact)
+                .map_err(|_| bad("it is not base64"))?,
+        );
+        let xml = std::str::from_utf8(&xml).map_err(|_| bad("it is not UTF-8 XML"))?;
         let doc =
-            roxmltree::Document::parse(&xml).map_err(|e| CredentialError::MalformedAssertion {
+            roxmltree::Document::parse(xml).map_err(|e| CredentialError::MalformedAssertion {
                 reason: format!("it is not XML ({})", clip(&e.to_string())),
             })?;
         let mut roles = Vec::new();
@@ -98,7 +99,10 @@ impl SamlAssertion {
                 "it has no valid {SESSION_NAME} attribute (2 to 64 of A-Z a-z 0-9 _ + = , . @ -)"
             ))
         })?;
-        let compact = String::from_utf8(compact).map_err(|_| bad("it is not base64"))?;
+        let compact = String::from_utf8(std::mem::take(&mut *compact)).map_err(|err| {
+            zeroize::Zeroize::zeroize(&mut err.into_bytes());
+            bad("it is not base64")
+        })?;
         Ok(Self {
             roles,
             session_name,
