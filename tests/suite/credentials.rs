@@ -516,6 +516,31 @@ async fn saml_assertion_roles_are_the_entitlements() {
         status.message()
     );
     assert_eq!(issued(&d).len(), 1);
+
+    // Two people submitting as one user, each with an assertion of their
+    // own, get sessions of their own while their tasks overlap: CloudTrail
+    // shows each of them, not whoever came first.
+    let saml = |code: &str, session: &str| {
+        let mut req = with_role(boto("mallory", code), BOB_ROLE);
+        req.saml_assertion = assertion(&[format!("{BOB_ROLE},{IDP}")], session);
+        req
+    };
+    let (_, first) = start_background(
+        &d,
+        saml("import time; time.sleep(5)", "mallory@example.com"),
+    )
+    .await;
+    let out = d.run(saml(BOTO3_PROBE, "eve@example.com")).await;
+    assert_eq!(
+        out.json()["arn"],
+        format!("arn:aws:sts::{ACCOUNT}:assumed-role/bob-data/eve@example.com")
+    );
+    assert_eq!(
+        out.started.as_ref().unwrap().session_name,
+        "eve@example.com"
+    );
+    assert!(first.await.unwrap().exited.is_some());
+    assert_eq!(issued(&d).len(), 3);
 }
 
 /// Form bodies of the requests a fake STS received.

@@ -43,8 +43,11 @@ pub struct LeaseKey {
     pub role_arn: String,
     /// The session policy.
     pub session_policy: Option<String>,
-    /// Whether the session comes from the user's SAML assertion.
-    pub saml: bool,
+    /// For a session from the user's SAML assertion, whom the assertion
+    /// names (provider ARN, RoleSessionName, SourceIdentity): two people
+    /// submitting tasks as one user with their own assertions get
+    /// sessions of their own, each attributed to them.
+    pub saml: Option<String>,
 }
 
 /// How the session is obtained.
@@ -62,10 +65,9 @@ pub enum Source {
         assertion: Secret,
         /// The SAML provider ARN paired with the role.
         principal_arn: String,
-        /// The assertion's RoleSessionName.
+        /// The assertion's RoleSessionName, as our parse found it (what
+        /// is recorded comes from STS's answer).
         session_name: String,
-        /// The assertion's SourceIdentity.
-        source_identity: Option<String>,
     },
 }
 
@@ -416,7 +418,6 @@ impl Broker {
                 assertion,
                 principal_arn,
                 session_name,
-                source_identity,
             } => {
                 let out = self
                     .sts
@@ -429,14 +430,19 @@ impl Broker {
                     .send()
                     .await
                     .map_err(|e| self.error(e, &key.role_arn, "the SAML provider"))?;
+                // What STS took from the signed assertion, not what our
+                // parse of the document (signed or not) found.
+                let assumed = out.assumed_role_user.map(|u| u.arn);
+                let named = assumed
+                    .as_deref()
+                    .and_then(|arn| arn.rsplit_once('/'))
+                    .map(|(_, name)| name.to_owned());
                 (
                     "AssumeRoleWithSAML",
                     out.credentials,
-                    out.assumed_role_user.map(|u| u.arn),
-                    session_name.clone(),
-                    out.source_identity
-                        .or_else(|| source_identity.clone())
-                        .unwrap_or_default(),
+                    assumed,
+                    named.unwrap_or_else(|| session_name.clone()),
+                    out.source_identity.unwrap_or_default(),
                 )
             }
         };
@@ -578,7 +584,7 @@ mod tests {
             user: "alice".into(),
             role_arn: "arn:aws:iam::123456789012:role/alice-data".into(),
             session_policy: None,
-            saml: false,
+            saml: None,
         };
         let session = Session {
             access_key_id: Secret::new("ASIAIOSFODNN7EXAMPLE".into()),

@@ -239,9 +239,12 @@ impl CredentialService {
                     session_name: sts_name(user),
                     source_identity: sts_name(user),
                 },
-                false,
+                None,
             ),
-            Some(assertion) => (assertion.source_for(&grant.role_arn)?, true),
+            Some(assertion) => {
+                let (source, names) = assertion.source_for(&grant.role_arn)?;
+                (source, Some(names))
+            }
         };
         let key = LeaseKey {
             user: user.to_owned(),

@@ -117,7 +117,10 @@ impl SamlAssertion {
     }
 
     /// How the broker assumes `role_arn` with this assertion.
-    pub(super) fn source_for(&self, role_arn: &str) -> Result<Source, CredentialError> {
+    /// How to assume `role_arn` with this assertion, and whom it names
+    /// (provider ARN, RoleSessionName, SourceIdentity), which tells one
+    /// cached session from another.
+    pub(super) fn source_for(&self, role_arn: &str) -> Result<(Source, String), CredentialError> {
         let role = self
             .roles
             .iter()
@@ -125,12 +128,18 @@ impl SamlAssertion {
             .ok_or_else(|| CredentialError::MalformedAssertion {
                 reason: format!("it does not grant role {role_arn}"),
             })?;
-        Ok(Source::Saml {
+        let names = format!(
+            "{} {} {}",
+            role.provider_arn,
+            self.session_name,
+            self.source_identity.as_deref().unwrap_or("")
+        );
+        let source = Source::Saml {
             assertion: Secret::new(self.encoded.expose().to_owned()),
             principal_arn: role.provider_arn.clone(),
             session_name: self.session_name.clone(),
-            source_identity: self.source_identity.clone(),
-        })
+        };
+        Ok((source, names))
     }
 }
 
