@@ -372,7 +372,13 @@ async fn serve(sup: Arc<Supervisor>, args: &Args) -> anyhow::Result<()> {
     let mut socket_paths = Vec::new();
     for listen in &listens {
         let listen = parse_listen(listen)?;
-        let mut builder = Server::builder();
+        // A peer that connects and goes quiet (no TLS hello, no HTTP/2
+        // frames) must not hold a descriptor for ever: descriptors are
+        // what every task's start needs.
+        let mut builder = Server::builder()
+            .tcp_keepalive(Some(std::time::Duration::from_secs(60)))
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
         if let Listen::Tcp(addr) = &listen {
             if let Some(tls) = tls_config(args, *addr)? {
                 builder = builder.tls_config(tls)?;
@@ -446,12 +452,23 @@ async fn serve(sup: Arc<Supervisor>, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a TCP peer has to finish its TLS handshake (certificate
+/// included): without a bound, connections that never send a hello held a
+/// descriptor each, for ever, and anyone who could reach the port could
+/// exhaust them.
+pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn tls_config(args: &Args, addr: std::net::SocketAddr) -> anyhow::Result<Option<ServerTlsConfig>> {
     match (&args.tls_cert, &args.tls_key, &args.tls_client_ca) {
         (Some(cert), Some(key), Some(ca)) => {
             let identity = Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?);
             let ca = Certificate::from_pem(std::fs::read(ca)?);
-            Ok(Some(ServerTlsConfig::new().identity(identity).client_ca_root(ca)))
+            Ok(Some(
+                ServerTlsConfig::new()
+                    .identity(identity)
+                    .client_ca_root(ca)
+                    .timeout(TLS_HANDSHAKE_TIMEOUT),
+            ))
         }
         (None, None, None) if args.insecure_loopback && addr.ip().is_loopback() => {
             tracing::warn!(%addr, "serving plaintext on loopback (--insecure-loopback): for tests only");

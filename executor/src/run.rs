@@ -128,9 +128,13 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
         }
     }
     timeline.mark("recorded (audit, registry)");
-    let _ = events
-        .send(Ok(event(task_event::Event::Exited(exited))))
-        .await;
+    // Bounded: a client that keeps its stream open but never reads must
+    // not hold this task's buffered output for ever.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        events.send(Ok(event(task_event::Event::Exited(exited)))),
+    )
+    .await;
     timeline.mark("reported to the client");
     tracing::debug!(stages_us = ?timeline.durations_us(), "task timeline");
     timeline
@@ -393,6 +397,9 @@ async fn execute(
             _ = task.cancel.cancelled(), if killed.is_none() => Some(KillCause::Cancelled),
             _ = output_full.notified(), if killed.is_none() => Some(KillCause::Output),
             _ = client_gone.notified(), if killed.is_none() => Some(KillCause::ClientGone),
+            // The driver hung up: a task that prints nothing would
+            // otherwise hold its uid until its deadline.
+            _ = events.closed(), if killed.is_none() => Some(KillCause::ClientGone),
         };
         if let Some(cause) = cause {
             killed = Some(cause);

@@ -195,6 +195,24 @@ async fn cancel_kills_the_whole_tree() {
     assert_eq!(err.code(), tonic::Code::NotFound);
 }
 
+/// A driver that hangs up ends its tasks, even ones that print nothing,
+/// whose end airlockd would otherwise notice only at their deadline.
+#[tokio::test]
+async fn a_silent_task_ends_when_its_driver_hangs_up() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let (_, stream) = start_background(&d, python("alice", "import time; time.sleep(60)")).await;
+    assert!(!d.pool_processes().is_empty(), "the task is not running");
+    stream.abort();
+    assert!(
+        eventually(Duration::from_secs(5), || d.pool_processes().is_empty()).await,
+        "the task outlived its driver's stream: {:?}",
+        d.pool_processes()
+    );
+}
+
 #[tokio::test]
 async fn duplicate_live_task_id_is_rejected() {
     if !privileged() {

@@ -137,6 +137,20 @@ async fn tcp_requires_a_client_certificate() {
         Err(_) => true,
     };
     assert!(refused, "a client without a certificate was served");
+
+    // A peer that connects and never starts its handshake is cut off (10 s
+    // here), instead of holding a descriptor of airlockd's for ever.
+    use tokio::io::AsyncReadExt;
+    let mut quiet = tokio::net::TcpStream::connect(("127.0.0.1", d.tcp_port.unwrap()))
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(20), quiet.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "a connection that never sent a TLS hello was kept: {read:?}"
+    );
 }
 
 #[tokio::test]
