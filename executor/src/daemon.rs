@@ -483,21 +483,54 @@ fn tls_config(args: &Args, addr: std::net::SocketAddr) -> anyhow::Result<Option<
     }
 }
 
-/// Binds the socket root:GROUP 0660, replacing a stale socket file.
+/// Binds the socket root:GROUP 0660, replacing a stale socket file. Its
+/// directory, and every one above it, must be root's and writable by no
+/// one else (a sticky one above it, such as /tmp, is fine): whoever could
+/// write it could put a socket of their own in its place, which drivers
+/// would send their tasks' environment, stdin and SAML assertions to.
 fn bind_unix(path: &Path, group: Option<&str>) -> anyhow::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => {
-            return Err(err).with_context(|| format!("remove stale socket {}", path.display()))
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .with_context(|| format!("--listen unix:{}: give an absolute path", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolve {}", dir.display()))?;
+    for (k, ancestor) in dir.ancestors().enumerate() {
+        let meta = std::fs::metadata(ancestor)
+            .with_context(|| format!("inspect {}", ancestor.display()))?;
+        let others_write = meta.mode() & 0o022 != 0;
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.uid() != 0 || (others_write && (k == 0 || !sticky)) {
+            bail!(
+                "the socket's directory {} is not safe: {} is owned by uid {} with mode {:o}; \
+                 it and every directory above it must be root's and writable only by root \
+                 (a sticky one above, such as /tmp, is fine), or another user could replace \
+                 the socket",
+                dir.display(),
+                ancestor.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            );
         }
     }
-    let listener =
-        tokio::net::UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)
+            .with_context(|| format!("remove stale socket {}", path.display()))?,
+        Ok(_) => bail!(
+            "{} exists and is not a socket: refusing to replace it (remove it, or listen elsewhere)",
+            path.display()
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("inspect {}", path.display())),
+    }
+    // Nobody may connect before the mode below is set, whatever our umask.
+    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = tokio::net::UnixListener::bind(path);
+    nix::sys::stat::umask(umask);
+    let listener = bound.with_context(|| format!("bind {}", path.display()))?;
     let gid = match group {
         Some(name) => Some(
             nix::unistd::Group::from_name(name)?

@@ -185,6 +185,41 @@ async fn unix_socket_is_root_only_and_plaintext_tcp_is_loopback_only() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // A socket in a directory another user could write is refused (they
+    // could put their own socket in its place), and a file at the socket's
+    // path that is not a socket is left alone.
+    let mut d = d;
+    d.crash();
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let file = d.dir.path().join("not-a-socket");
+    std::fs::write(&file, "keep").unwrap();
+    for (listen, why) in [
+        (open.path().join("airlockd.sock"), "is not safe"),
+        (file.clone(), "is not a socket"),
+    ] {
+        let mut daemon = Command::new(bin_dir().join("airlockd"))
+            .arg("--config")
+            .arg(&d.config)
+            .arg("--listen")
+            .arg(format!("unix:{}", listen.display()))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // One that serves instead of refusing is a failure, not a hang.
+        let ended = eventually(std::time::Duration::from_secs(20), || {
+            daemon.try_wait().unwrap().is_some()
+        })
+        .await;
+        if !ended {
+            daemon.kill().unwrap();
+        }
+        let out = daemon.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(ended && !out.status.success() && err.contains(why), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
 }
 
 #[tokio::test]
