@@ -485,8 +485,8 @@ async fn run(
         canceller: airlock.clone(),
     };
     // Installed before the call, so that Ctrl-C while airlockd admits the
-    // task (which may include an STS round trip) cancels instead of killing
-    // us and leaving the task to start unattended.
+    // task (which may include an STS round trip) cancels it as soon as it
+    // starts, instead of killing us and leaving it to start unattended.
     let mut interrupts = Interrupts::new()?;
 
     let call = airlock.run_task(request);
@@ -539,8 +539,7 @@ struct RunState {
     /// From `started`, or `--id` until then.
     id: Option<String>,
     started: bool,
-    /// A cancel is wanted; sent again once `started` names the task, in case
-    /// an earlier attempt raced admission.
+    /// A cancel is wanted; sent once `started` names the task.
     cancel_requested: bool,
     interrupts: u32,
     stdout_open: bool,
@@ -642,8 +641,13 @@ impl RunState {
         None
     }
 
+    /// Cancels the task once `started` has named it ours. Not before: with
+    /// `--id X`, a live task X of someone else's may exist, and this
+    /// request would only be refused as a duplicate, while a cancel of X
+    /// sent meanwhile would end theirs.
     fn request_cancel(&mut self) {
-        if self.cancel_requested && self.started {
+        if self.cancel_requested || !self.started {
+            self.cancel_requested = true;
             return;
         }
         self.cancel_requested = true;
@@ -663,8 +667,7 @@ impl RunState {
             };
             match client.cancel_task(request).await {
                 Ok(_) => {}
-                // Not admitted yet (retried on `started`) or already ended;
-                // either way the `exited` event still comes.
+                // Already ended: the `exited` event still comes.
                 Err(status) if status.code() == Code::NotFound => {}
                 Err(status) => note!("cannot cancel task {task_id}: {}", status_text(&status)),
             }
