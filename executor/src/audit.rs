@@ -150,7 +150,11 @@ pub struct AuditError {
 
 impl AuditLog {
     /// Opens (appends to) the log, creating it and its directory root-only.
+    /// An existing log must be a regular file of this process's user (not
+    /// a link), and is made 0600 if it was not: records name users, roles
+    /// and sessions.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let err = |source| AuditError {
             path: path.display().to_string(),
             source,
@@ -162,8 +166,22 @@ impl AuditLog {
             .create(true)
             .append(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        let ours = nix::unistd::geteuid().as_raw();
+        if !meta.is_file() || meta.uid() != ours {
+            return Err(err(std::io::Error::other(format!(
+                "it must be a regular file owned by uid {ours}, not one of uid {}: \
+                 fix its owner, or move it away",
+                meta.uid()
+            ))));
+        }
+        if meta.mode() & 0o777 != 0o600 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(err)?;
+        }
         Ok(Self {
             file: Mutex::new(file),
         })
@@ -193,5 +211,30 @@ impl AuditLog {
         if let Err(err) = file.write_all(&text) {
             tracing::error!(?err, "failed to write audit record");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An existing log readable by others is made 0600; a link in its
+    /// place is refused.
+    #[test]
+    fn the_log_is_private_and_never_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("airlock-audit-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(std::fs::create_dir_all(&dir).is_ok());
+        let log = dir.join("audit.jsonl");
+        assert!(std::fs::write(&log, "").is_ok());
+        assert!(std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).is_ok());
+        assert!(AuditLog::open(&log).is_ok());
+        let mode = std::fs::metadata(&log).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600));
+        let link = dir.join("link.jsonl");
+        assert!(std::os::unix::fs::symlink(&log, &link).is_ok());
+        assert!(AuditLog::open(&link).is_err(), "a link was followed");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
