@@ -93,6 +93,8 @@ pub struct Prepared {
 /// tasks in-process, without gRPC.
 pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<Prepared> {
     let origin = config.display().to_string();
+    // Whoever can write the policy decides who runs what as whom.
+    crate::sys::check_root_only(config, "the policy file")?;
     let text = std::fs::read_to_string(config).with_context(|| format!("read policy {origin}"))?;
     let policy =
         Policy::parse(&text, &origin).map_err(|errs| anyhow::anyhow!("invalid policy:\n{errs}"))?;
@@ -489,33 +491,13 @@ fn tls_config(args: &Args, addr: std::net::SocketAddr) -> anyhow::Result<Option<
 /// write it could put a socket of their own in its place, which drivers
 /// would send their tasks' environment, stdin and SAML assertions to.
 fn bind_unix(path: &Path, group: Option<&str>) -> anyhow::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .with_context(|| format!("--listen unix:{}: give an absolute path", path.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let dir = dir
-        .canonicalize()
-        .with_context(|| format!("resolve {}", dir.display()))?;
-    for (k, ancestor) in dir.ancestors().enumerate() {
-        let meta = std::fs::metadata(ancestor)
-            .with_context(|| format!("inspect {}", ancestor.display()))?;
-        let others_write = meta.mode() & 0o022 != 0;
-        let sticky = meta.mode() & 0o1000 != 0;
-        if meta.uid() != 0 || (others_write && (k == 0 || !sticky)) {
-            bail!(
-                "the socket's directory {} is not safe: {} is owned by uid {} with mode {:o}; \
-                 it and every directory above it must be root's and writable only by root \
-                 (a sticky one above, such as /tmp, is fine), or another user could replace \
-                 the socket",
-                dir.display(),
-                ancestor.display(),
-                meta.uid(),
-                meta.mode() & 0o7777
-            );
-        }
-    }
+    crate::sys::check_root_only(dir, "the socket's directory")?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)
             .with_context(|| format!("remove stale socket {}", path.display()))?,

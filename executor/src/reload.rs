@@ -131,10 +131,12 @@ fn load(
     path: &str,
     sha256: &mut String,
 ) -> Result<Reloaded, ReloadError> {
-    let text = std::fs::read_to_string(&sup.config).map_err(|source| ReloadError::Read {
-        path: path.to_string(),
-        source,
-    })?;
+    let text = crate::sys::check_root_only(&sup.config, "the policy file")
+        .and_then(|()| std::fs::read_to_string(&sup.config))
+        .map_err(|source| ReloadError::Read {
+            path: path.to_string(),
+            source,
+        })?;
     *sha256 = crate::pin::sha256_hex(text.as_bytes()).unwrap_or_default();
     let policy = Policy::parse(&text, path).map_err(ReloadError::Invalid)?;
     let keys = restart_only_changes(&previous.policy, &policy);

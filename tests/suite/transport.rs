@@ -195,13 +195,19 @@ async fn unix_socket_is_root_only_and_plaintext_tcp_is_loopback_only() {
     std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let file = d.dir.path().join("not-a-socket");
     std::fs::write(&file, "keep").unwrap();
-    for (listen, why) in [
-        (open.path().join("airlockd.sock"), "is not safe"),
-        (file.clone(), "is not a socket"),
+    // And a policy file that another user could rewrite is refused.
+    let writable = d.dir.path().join("writable-policy.toml");
+    std::fs::copy(&d.config, &writable).unwrap();
+    std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let socket = d.dir.path().join("other.sock");
+    for (config, listen, why) in [
+        (&d.config, open.path().join("airlockd.sock"), "is not safe"),
+        (&d.config, file.clone(), "is not a socket"),
+        (&writable, socket, "the policy file"),
     ] {
         let mut daemon = Command::new(bin_dir().join("airlockd"))
             .arg("--config")
-            .arg(&d.config)
+            .arg(config)
             .arg("--listen")
             .arg(format!("unix:{}", listen.display()))
             .stderr(std::process::Stdio::piped())

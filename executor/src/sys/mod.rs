@@ -286,3 +286,32 @@ pub fn mount_setattr(
     })
     .map(drop)
 }
+
+/// Fails unless `path` (resolved) is root's and writable by no one else,
+/// and so is every directory above it (a sticky one above may be writable
+/// by all, as /tmp is): otherwise another user could change what airlockd
+/// reads or serves there. `what` names it in the error.
+pub fn check_root_only(path: &std::path::Path, what: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let real = path.canonicalize()?;
+    for (k, at) in real.ancestors().enumerate() {
+        let meta = std::fs::metadata(at)?;
+        let others_write = meta.mode() & 0o022 != 0;
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.uid() != 0 || (others_write && (k == 0 || !sticky)) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{what} {} is not safe: {} is owned by uid {} with mode {:o}; it and every \
+                     directory above it must be root's and writable only by root (a sticky one \
+                     above, such as /tmp, is fine), or another user could change it",
+                    real.display(),
+                    at.display(),
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
