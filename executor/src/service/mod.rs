@@ -92,7 +92,8 @@ impl Airlock for AirlockService {
                 Ok(Response::new(CancelTaskResponse {}))
             }
             None => Err(Status::not_found(format!(
-                "no live task with id {id:?} (see `airlock ps`)"
+                "no live task with id {:?} (see `airlock ps`)",
+                clipped(&id)
             ))),
         }
     }
@@ -117,7 +118,10 @@ impl Airlock for AirlockService {
             })
             .map(Response::new)
             .ok_or_else(|| {
-                Status::not_found(format!("no task with id {id:?} is live or recently ended"))
+                Status::not_found(format!(
+                    "no task with id {:?} is live or recently ended",
+                    clipped(&id)
+                ))
             })
     }
 
@@ -165,5 +169,14 @@ impl Airlock for AirlockService {
         let mut tasks: Vec<TaskInfo> = registry.ended.iter().cloned().collect();
         tasks.extend(registry.live.values().map(|l| l.info.clone()));
         Ok(Response::new(ListTasksResponse { tasks }))
+    }
+}
+
+/// A task id as an error message shows it: at most 64 characters (any id
+/// airlockd gives or accepts is shorter; the request may hold megabytes).
+fn clipped(id: &str) -> String {
+    match id.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &id[..end]),
+        None => id.to_string(),
     }
 }
