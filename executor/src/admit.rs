@@ -209,39 +209,89 @@ pub fn admit(
         Some(g) => Some(g.role_arn.as_str()),
         None => Some(req.role_arn.as_str()).filter(|r| !r.is_empty()),
     };
-    sup.audit.record(&AuditEvent::Admission {
-        task_id: &id,
-        user: &req.user,
-        groups: &req.groups,
-        program: &req.program,
-        arg_count: req.args.len(),
-        env_names: req.env.keys().map(String::as_str).collect(),
-        decision: if limits.is_some() { "allow" } else { "deny" },
-        reason,
-        driver_uid,
-        role_arn,
-        policy_sha256: &policy.sha256,
-    });
+    // Recorded once the outcome is known: an allowed task that could not
+    // be started (a duplicate id, no free uid, no network namespace) is
+    // "refused", not "allow".
+    let record = |decision: &'static str, reason: Option<&str>| {
+        sup.audit.record(&AuditEvent::Admission {
+            task_id: &id,
+            user: &req.user,
+            groups: &req.groups,
+            program: &req.program,
+            arg_count: req.args.len(),
+            env_names: req.env.keys().map(String::as_str).collect(),
+            decision,
+            reason,
+            driver_uid,
+            role_arn,
+            policy_sha256: &policy.sha256,
+        })
+    };
     let Some(limits) = limits else {
+        record("deny", reason);
         return Err(AdmitError::Denied(reason.unwrap_or_default().to_string()));
     };
+    let reserved = reserve(sup, &policy, &req, &id);
+    let (uid, cancel, started_at_ms, netns) = match reserved {
+        Ok(reserved) => {
+            record("allow", None);
+            reserved
+        }
+        Err(err) => {
+            record("refused", Some(&err.to_string()));
+            return Err(err);
+        }
+    };
+    // The task's init mounts a tmpfs of its own here; nothing is made on
+    // the host.
+    let scratch = policy.policy.scratch_root.join(&id);
+    Ok(Admitted {
+        id,
+        request: req,
+        limits,
+        uid,
+        scratch,
+        cancel,
+        policy,
+        started_at_ms,
+        received_ns,
+        grant,
+        netns,
+    })
+}
 
+/// Registers the admitted task under `id` and gives it a uid and a
+/// network namespace: its uid, cancel token, start time and lease.
+fn reserve(
+    sup: &Supervisor,
+    policy: &crate::supervisor::LoadedPolicy,
+    req: &RunTaskRequest,
+    id: &str,
+) -> Result<
+    (
+        u32,
+        tokio_util::sync::CancellationToken,
+        u64,
+        Option<crate::netns::NetnsLease>,
+    ),
+    AdmitError,
+> {
     let cancel = sup.shutdown.child_token();
     let started_at_ms = crate::now_ms();
     let uid;
     {
         let mut registry = sup.registry();
-        if registry.live.contains_key(&id) {
-            return Err(AdmitError::Duplicate(id));
+        if registry.live.contains_key(id) {
+            return Err(AdmitError::Duplicate(id.to_string()));
         }
         uid = sup.uids.allocate().ok_or(AdmitError::PoolExhausted(
             policy.policy.uid_pool.count as usize,
         ))?;
         registry.live.insert(
-            id.clone(),
+            id.to_string(),
             LiveTask {
                 info: TaskInfo {
-                    task_id: id.clone(),
+                    task_id: id.to_string(),
                     user: req.user.clone(),
                     groups: req.groups.clone(),
                     program: req.program.clone(),
@@ -256,34 +306,18 @@ pub fn admit(
             },
         );
     }
-    // The task's init mounts a tmpfs of its own here; nothing is made on
-    // the host.
-    let scratch = policy.policy.scratch_root.join(&id);
     let lease = match policy.policy.network.mode {
         airlock_policy::NetworkMode::None => sup.netns.take(),
         airlock_policy::NetworkMode::Host => sup.netns.take_wired(),
     };
-    let netns = match lease {
-        Ok(lease) => Some(lease),
+    match lease {
+        Ok(lease) => Ok((uid, cancel, started_at_ms, Some(lease))),
         Err(source) => {
-            sup.registry().live.remove(&id);
+            sup.registry().live.remove(id);
             sup.uids.release(uid);
-            return Err(AdmitError::Netns(source));
+            Err(AdmitError::Netns(source))
         }
-    };
-    Ok(Admitted {
-        id,
-        request: req,
-        limits,
-        uid,
-        scratch,
-        cancel,
-        policy,
-        started_at_ms,
-        received_ns,
-        grant,
-        netns,
-    })
+    }
 }
 
 /// The role the task gets: from the SAML assertion's roles when the request

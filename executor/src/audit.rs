@@ -40,7 +40,8 @@ pub enum AuditEvent<'a> {
         arg_count: usize,
         /// Environment names requested (values are not logged).
         env_names: Vec<&'a str>,
-        /// "allow" or "deny".
+        /// "allow", "deny", or "refused" (allowed, but it could not start:
+        /// a duplicate id, no free uid, no network namespace).
         decision: &'static str,
         /// Why, for denials.
         #[serde(skip_serializing_if = "Option::is_none")]

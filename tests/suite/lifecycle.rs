@@ -224,6 +224,14 @@ async fn duplicate_live_task_id_is_rejected() {
     let (_, task) = start_background(&d, req.clone()).await;
     let status = d.run(req).await.status.expect("rejected");
     assert_eq!(status.code(), tonic::Code::AlreadyExists);
+    // The audit log says the second never ran: one "allow" for job-1.
+    let decisions: Vec<_> = d
+        .audit()
+        .into_iter()
+        .filter(|r| r["event"] == "admission" && r["task_id"] == "job-1")
+        .map(|r| r["decision"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(decisions, ["allow", "refused"]);
     d.client()
         .await
         .cancel_task(CancelTaskRequest {
