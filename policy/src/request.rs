@@ -16,6 +16,9 @@ pub const MAX_ARGS: usize = 4096;
 pub const MAX_PATH_BYTES: usize = 4096;
 /// Longest environment variable name.
 pub const MAX_ENV_NAME_BYTES: usize = 128;
+/// Most groups a request may name (each is at most 64 bytes, and is
+/// written into two audit records and kept with the task).
+pub const MAX_GROUPS: usize = 256;
 
 /// The parts of a task request that are checked before the policy decides.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +63,12 @@ pub enum RequestError {
         index: usize,
         /// The name given.
         value: String,
+    },
+    /// Too many groups.
+    #[error("{count} groups named: at most 256 are allowed")]
+    TooManyGroups {
+        /// How many were named.
+        count: usize,
     },
     /// No program was named.
     #[error("program is empty: name an absolute path such as /usr/bin/python3")]
@@ -177,6 +186,11 @@ pub fn validate_request(req: &RequestShape<'_>) -> Result<(), RequestError> {
     if !is_user_name(req.user) {
         return Err(RequestError::User {
             value: clip(req.user),
+        });
+    }
+    if req.groups.len() > MAX_GROUPS {
+        return Err(RequestError::TooManyGroups {
+            count: req.groups.len(),
         });
     }
     if let Some((index, group)) = req

@@ -128,6 +128,16 @@ fn validate_request_table() {
             }),
         ),
         (
+            "accept_256_groups",
+            Box::new(|r| r.groups = (0..256).map(|i| format!("g{i}")).collect()),
+            Ok(()),
+        ),
+        (
+            "reject_257_groups",
+            Box::new(|r| r.groups = (0..257).map(|i| format!("g{i}")).collect()),
+            Err(RequestError::TooManyGroups { count: 257 }),
+        ),
+        (
             "reject_empty_program",
             Box::new(|r| r.program.clear()),
             Err(RequestError::ProgramEmpty),
