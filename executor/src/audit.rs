@@ -55,6 +55,16 @@ pub enum AuditEvent<'a> {
         /// SHA-256 of the policy file that decided.
         policy_sha256: &'a str,
     },
+    /// A driver asked to cancel a task (`CancelTask`).
+    Cancel {
+        /// The task id asked for (clipped to 64 characters).
+        task_id: &'a str,
+        /// Whether a live task had that id (and was told to end).
+        found: bool,
+        /// The driver's uid on the Unix socket, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        driver_uid: Option<u32>,
+    },
     /// The policy file was read again (SIGHUP or `ReloadPolicy`), and
     /// either replaced the policy or was rejected, changing nothing.
     PolicyReload {

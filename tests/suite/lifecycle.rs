@@ -189,10 +189,26 @@ async fn cancel_kills_the_whole_tree() {
     let err = d
         .client()
         .await
-        .cancel_task(CancelTaskRequest { task_id: id })
+        .cancel_task(CancelTaskRequest {
+            task_id: id.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
+    // Both cancels are in the audit log, with who asked.
+    let cancels: Vec<_> = d
+        .audit()
+        .into_iter()
+        .filter(|r| r["event"] == "cancel" && r["task_id"] == id.as_str())
+        .map(|r| (r["found"].clone(), r["driver_uid"].clone()))
+        .collect();
+    assert_eq!(
+        cancels,
+        [
+            (serde_json::json!(true), serde_json::json!(0)),
+            (serde_json::json!(false), serde_json::json!(0))
+        ]
+    );
 }
 
 /// A driver that hangs up ends its tasks, even ones that print nothing,

@@ -84,14 +84,23 @@ impl Airlock for AirlockService {
         &self,
         request: Request<CancelTaskRequest>,
     ) -> Result<Response<CancelTaskResponse>, Status> {
+        let driver = driver_uid(&request);
         let id = request.into_inner().task_id;
-        let registry = self.sup.registry();
-        match registry.live.get(&id) {
+        let found = match self.sup.registry().live.get(&id) {
             Some(live) => {
                 live.cancel.cancel();
-                Ok(Response::new(CancelTaskResponse {}))
+                true
             }
-            None => Err(Status::not_found(format!(
+            None => false,
+        };
+        self.sup.audit.record(&crate::audit::AuditEvent::Cancel {
+            task_id: &clipped(&id),
+            found,
+            driver_uid: driver,
+        });
+        match found {
+            true => Ok(Response::new(CancelTaskResponse {})),
+            false => Err(Status::not_found(format!(
                 "no live task with id {:?} (see `airlock ps`)",
                 clipped(&id)
             ))),
