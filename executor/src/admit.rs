@@ -179,7 +179,7 @@ pub fn explain(
 pub fn admit(
     sup: &Supervisor,
     mut req: RunTaskRequest,
-    driver_uid: Option<u32>,
+    driver: &crate::audit::Driver,
 ) -> Result<Admitted, AdmitError> {
     let received_ns = crate::sys::monotonic_ns();
     let policy = sup.policy();
@@ -222,7 +222,7 @@ pub fn admit(
             env_names: req.env.keys().map(String::as_str).collect(),
             decision,
             reason,
-            driver_uid,
+            driver,
             role_arn,
             policy_sha256: &policy.sha256,
         })

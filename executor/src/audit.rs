@@ -46,9 +46,9 @@ pub enum AuditEvent<'a> {
         /// Why, for denials.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<&'a str>,
-        /// The driver's uid on the Unix socket, when known.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        driver_uid: Option<u32>,
+        /// Who asked.
+        #[serde(flatten)]
+        driver: &'a Driver,
         /// The IAM role asked for or granted, if any.
         #[serde(skip_serializing_if = "Option::is_none")]
         role_arn: Option<&'a str>,
@@ -61,9 +61,9 @@ pub enum AuditEvent<'a> {
         task_id: &'a str,
         /// Whether a live task had that id (and was told to end).
         found: bool,
-        /// The driver's uid on the Unix socket, when known.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        driver_uid: Option<u32>,
+        /// Who asked.
+        #[serde(flatten)]
+        driver: &'a Driver,
     },
     /// The policy file was read again (SIGHUP or `ReloadPolicy`), and
     /// either replaced the policy or was rejected, changing nothing.
@@ -148,6 +148,19 @@ pub enum AuditEvent<'a> {
 /// The audit sink.
 pub struct AuditLog {
     file: Mutex<File>,
+}
+
+/// Who made a request, as far as the connection tells: the driver's uid
+/// on the Unix socket, or the SHA-256 of its client certificate (DER) on
+/// mTLS.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Driver {
+    /// The uid, on the Unix socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver_uid: Option<u32>,
+    /// The client certificate's SHA-256, on mTLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver_cert_sha256: Option<String>,
 }
 
 /// Errors opening the audit log.

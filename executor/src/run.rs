@@ -635,7 +635,7 @@ pub async fn run_in_process(
     sup: &Arc<Supervisor>,
     request: airlock_protocol::v1::RunTaskRequest,
 ) -> Result<InProcess, Status> {
-    let task = crate::admit::admit(sup, request, None)?;
+    let task = crate::admit::admit(sup, request, &Default::default())?;
     let (tx, mut rx) = mpsc::channel(64);
     let drain = tokio::spawn(async move {
         let mut exited = None;

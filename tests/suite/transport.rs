@@ -119,10 +119,48 @@ async fn tcp_requires_a_client_certificate() {
     let channel = connect(&Endpoint::Https { uri: uri.clone() }, Some(&files))
         .await
         .unwrap();
-    AirlockClient::new(channel)
+    AirlockClient::new(channel.clone())
         .list_tasks(ListTasksRequest {})
         .await
         .expect("a client with a certificate is served");
+    // Its tasks' admissions name it by its certificate's SHA-256.
+    let mut stream = AirlockClient::new(channel)
+        .run_task(python("alice", "print(1)"))
+        .await
+        .unwrap()
+        .into_inner();
+    while stream.message().await.unwrap().is_some() {}
+    openssl(
+        pki.path(),
+        &[
+            "x509",
+            "-in",
+            "client.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "client.der",
+        ],
+    );
+    let digest = Command::new("sha256sum")
+        .arg(pki.path().join("client.der"))
+        .output()
+        .unwrap();
+    let digest = String::from_utf8_lossy(&digest.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let admission = d
+        .audit()
+        .into_iter()
+        .find(|r| r["event"] == "admission")
+        .unwrap();
+    assert_eq!(
+        admission["driver_cert_sha256"],
+        digest.as_str(),
+        "{admission}"
+    );
 
     let ca = Certificate::from_pem(std::fs::read(pki.path().join("ca.pem")).unwrap());
     let anonymous = tonic::transport::Endpoint::from_shared(uri)

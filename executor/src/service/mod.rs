@@ -60,6 +60,22 @@ fn driver_uid<T>(req: &Request<T>) -> Option<u32> {
         .map(|cred| cred.uid())
 }
 
+/// Who sent `req`: its uid on the Unix socket, or its client
+/// certificate's SHA-256 on mTLS.
+fn driver<T>(req: &Request<T>) -> crate::audit::Driver {
+    crate::audit::Driver {
+        driver_uid: driver_uid(req),
+        driver_cert_sha256: req
+            .peer_certs()
+            .and_then(|certs| {
+                certs
+                    .first()
+                    .map(|der| crate::pin::sha256_hex(der.as_ref()))
+            })
+            .and_then(Result::ok),
+    }
+}
+
 #[tonic::async_trait]
 impl Airlock for AirlockService {
     type RunTaskStream = ReceiverStream<Result<TaskEvent, Status>>;
@@ -68,13 +84,13 @@ impl Airlock for AirlockService {
         &self,
         request: Request<RunTaskRequest>,
     ) -> Result<Response<Self::RunTaskStream>, Status> {
-        let driver = driver_uid(&request);
+        let driver = driver(&request);
         if self.sup.shutdown.is_cancelled() {
             return Err(Status::unavailable(
                 "airlockd is shutting down; retry on another worker",
             ));
         }
-        let task = crate::admit::admit(&self.sup, request.into_inner(), driver)?;
+        let task = crate::admit::admit(&self.sup, request.into_inner(), &driver)?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(crate::run::run(self.sup.clone(), task, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -84,7 +100,7 @@ impl Airlock for AirlockService {
         &self,
         request: Request<CancelTaskRequest>,
     ) -> Result<Response<CancelTaskResponse>, Status> {
-        let driver = driver_uid(&request);
+        let driver = driver(&request);
         let id = request.into_inner().task_id;
         let found = match self.sup.registry().live.get(&id) {
             Some(live) => {
@@ -96,7 +112,7 @@ impl Airlock for AirlockService {
         self.sup.audit.record(&crate::audit::AuditEvent::Cancel {
             task_id: &clipped(&id),
             found,
-            driver_uid: driver,
+            driver: &driver,
         });
         match found {
             true => Ok(Response::new(CancelTaskResponse {})),
