@@ -44,8 +44,8 @@ pub use model::{
 };
 pub use parse::{locate_key, PolicyError, PolicyErrors};
 pub use request::{
-    validate_request, RequestError, RequestShape, MAX_ARGS, MAX_ARGS_TOTAL_BYTES, MAX_ARG_BYTES,
-    MAX_ENV_NAME_BYTES, MAX_PATH_BYTES, MAX_STDIN_BYTES,
+    clip, validate_request, RequestError, RequestShape, MAX_ARGS, MAX_ARGS_TOTAL_BYTES,
+    MAX_ARG_BYTES, MAX_ENV_NAME_BYTES, MAX_PATH_BYTES, MAX_STDIN_BYTES,
 };
 pub use roles::{
     is_role_arn, is_saml_provider_arn, RoleDecision, RoleRequest, MAX_SESSION_POLICY_CHARS,

@@ -357,7 +357,7 @@ pub(crate) fn check_abs_path(p: &str) -> Result<(), PathProblem> {
 }
 
 /// A value safe to echo in a message: at most 64 characters, then `…`.
-pub(crate) fn clip(s: &str) -> String {
+pub fn clip(s: &str) -> String {
     match s.char_indices().nth(64) {
         Some((end, _)) => format!("{}…", &s[..end]),
         None => s.to_owned(),

@@ -109,16 +109,17 @@ impl Airlock for AirlockService {
             }
             None => false,
         };
+        // As messages show it: the request may hold megabytes.
+        let shown = airlock_policy::clip(&id);
         self.sup.audit.record(&crate::audit::AuditEvent::Cancel {
-            task_id: &clipped(&id),
+            task_id: &shown,
             found,
             driver: &driver,
         });
         match found {
             true => Ok(Response::new(CancelTaskResponse {})),
             false => Err(Status::not_found(format!(
-                "no live task with id {:?} (see `airlock ps`)",
-                clipped(&id)
+                "no live task with id {shown:?} (see `airlock ps`)"
             ))),
         }
     }
@@ -145,7 +146,7 @@ impl Airlock for AirlockService {
             .ok_or_else(|| {
                 Status::not_found(format!(
                     "no task with id {:?} is live or recently ended",
-                    clipped(&id)
+                    airlock_policy::clip(&id)
                 ))
             })
     }
@@ -194,14 +195,5 @@ impl Airlock for AirlockService {
         let mut tasks: Vec<TaskInfo> = registry.ended.iter().cloned().collect();
         tasks.extend(registry.live.values().map(|l| l.info.clone()));
         Ok(Response::new(ListTasksResponse { tasks }))
-    }
-}
-
-/// A task id as an error message shows it: at most 64 characters (any id
-/// airlockd gives or accepts is shorter; the request may hold megabytes).
-fn clipped(id: &str) -> String {
-    match id.char_indices().nth(64) {
-        Some((end, _)) => format!("{}…", &id[..end]),
-        None => id.to_string(),
     }
 }
