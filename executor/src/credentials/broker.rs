@@ -111,6 +111,15 @@ pub struct Entry {
 /// would call STS, and write an audit record, until it expired.
 const REFRESH_RETRY: Duration = Duration::from_secs(30);
 
+/// The STS client's HTTP client: rustls with ring.
+fn https_client() -> aws_sdk_sts::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 /// STS client, cache and counter.
 pub struct Broker {
     sts: aws_sdk_sts::Client,
@@ -126,11 +135,7 @@ impl Broker {
     /// An STS client for `config`'s region and endpoint, over rustls with
     /// ring, signing with the default credential chain.
     pub async fn new(config: &CredentialsConfig) -> Self {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        let http = https_client();
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new(config.region.clone()))
             .http_client(http)
@@ -553,11 +558,7 @@ mod tests {
     /// signing with example keys, and an entry of alice's holding a
     /// session that expires in `expires_in`.
     fn broker_and_entry(expires_in: Duration) -> (Broker, Arc<Entry>) {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        let http = https_client();
         let config = aws_sdk_sts::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
