@@ -22,8 +22,9 @@
 //! airlockd holds a pidfd of the init: SIGKILL through it ends the whole
 //! task (double-forked daemons included), and it becomes readable only once
 //! the kernel has reaped every process of the namespace
-//! (pid_namespaces(7)). The spawner also holds the task's mount namespace,
-//! and tears it down after reporting the task's end ([`EndedMounts`]).
+//! (pid_namespaces(7)). The spawner also makes the task's mount namespace
+//! (most often ahead, while idle), holds it, and tears it down after
+//! reporting the task's end ([`EndedMounts`]).
 //! When airlockd's socket closes (airlockd ended, crashed or not) the
 //! spawner SIGKILLs every live task and exits; the init also has the
 //! spawner's death as its parent-death signal, until the program, which
@@ -187,12 +188,14 @@ pub fn main() -> ! {
     // (it is reported as a failed step).
     let _ = std::thread::current();
     std::panic::set_hook(Box::new(|_| {}));
+    let Ok(home) = mounts::Home::here() else {
+        std::process::exit(1)
+    };
     let mut templates = template::Templates::default();
     // Each live task's report socket and mount namespace, by the pid of
     // its process.
     let mut live: std::collections::HashMap<i32, Live> = Default::default();
-    let mut chores = Chores::default();
-    let mut warned = false;
+    let mut chores = Chores::new(home);
     loop {
         match wait_for_work(&control, &children, &mut chores) {
             Ok(Work::Reap) => {
@@ -234,6 +237,11 @@ pub fn main() -> ! {
                     detail,
                 })
             })?;
+            stages.mark("template root");
+            // The task's mount namespace, unless made while we were idle.
+            let mounts = chores
+                .task_mounts(plan, template)
+                .map_err(|err| failed(&err))?;
             let seccomp = (!plan.seccomp.is_empty())
                 .then(|| crate::seccomp_profile::combined(&plan.seccomp))
                 .transpose()
@@ -243,9 +251,9 @@ pub fn main() -> ! {
                         detail: err.to_string(),
                     })
                 })?;
-            Ok((plan, template, seccomp))
+            Ok((plan, template, seccomp, mounts))
         });
-        stages.mark("template root");
+        stages.mark("mount namespace");
         let args = ChildArgs {
             fds: [
                 stdin.as_raw_fd(),
@@ -254,18 +262,22 @@ pub fn main() -> ! {
                 plan_socket.as_raw_fd(),
             ],
             spawner: spawner.as_raw_fd(),
-            task: prepared.as_ref().map(|(plan, template, seccomp)| Task {
-                plan,
-                template,
-                seccomp: seccomp.as_deref(),
-            }),
+            task: prepared
+                .as_ref()
+                .map(|(plan, template, seccomp, mounts)| Task {
+                    plan,
+                    template,
+                    seccomp: seccomp.as_deref(),
+                    mounts,
+                }),
             stages: &stages,
         };
-        match vfork.spawn(child_main, &args) {
+        let spawned = vfork.spawn(child_main, &args);
+        let mount_ns = prepared.ok().map(|(_, _, _, mounts)| mounts);
+        match spawned {
             Ok((child, pidfd)) => {
                 // That launcher's: the next needs new ones.
                 chores.fresh = false;
-                let mount_ns = hold_mount_namespace(&pidfd, &mut warned);
                 answer(&control, Ok(pidfd));
                 live.insert(
                     child,
@@ -284,17 +296,17 @@ pub fn main() -> ! {
 struct Live {
     /// The task's report socket.
     socket: UnixStream,
-    /// The task's mount namespace, held so that its teardown (unmounting
-    /// every mount, a wait for an RCU grace period, the end of its tmpfs
-    /// and procfs) happens after the task's end is reported, when this is
-    /// closed, instead of in the init's exit, before it.
+    /// The task's mount namespace (we made it), held so that its teardown
+    /// (unmounting every mount, a wait for an RCU grace period, the end of
+    /// its tmpfs and procfs) happens after the task's end is reported,
+    /// when this is closed, instead of in the init's exit, before it.
     mount_ns: Option<OwnedFd>,
 }
 
 /// What the spawner does when nothing waits: it makes the ipc and uts
-/// namespaces its next launcher starts in ([`namespaces::make_next`]), and
+/// namespaces its next launcher starts in ([`namespaces::make_next`]) and
+/// the next task's mount namespace ([`mounts::make_task_namespace`]), and
 /// tears ended tasks' mount namespaces down ([`EndedMounts`]).
-#[derive(Default)]
 struct Chores {
     /// We are in ipc and uts namespaces in which no launcher has started.
     fresh: bool,
@@ -306,23 +318,87 @@ struct Chores {
     /// The bound the last launcher asked for.
     last_shared_memory: Option<u64>,
     ended: EndedMounts,
+    /// Where we return after making a task's mount namespace.
+    home: mounts::Home,
+    /// A mount namespace made ahead, for a task like the last, used by no
+    /// task yet.
+    next_mounts: Option<(mounts::TaskMountsSpec, OwnedFd)>,
+    /// The last task's mounts and its template's namespace: what the next
+    /// task most likely needs.
+    last_mounts: Option<(mounts::TaskMountsSpec, std::fs::File)>,
 }
 
 impl Chores {
-    /// Whether there is something to do when idle.
-    fn pending(&self) -> bool {
-        (!self.fresh && !self.failed) || !self.ended.0.is_empty()
+    fn new(home: mounts::Home) -> Self {
+        Self {
+            fresh: false,
+            failed: false,
+            shared_memory: None,
+            last_shared_memory: None,
+            ended: EndedMounts::default(),
+            home,
+            next_mounts: None,
+            last_mounts: None,
+        }
     }
 
-    /// One chore, the next launcher's namespaces first (and, after a
+    /// Whether there is something to do when idle.
+    fn pending(&self) -> bool {
+        (!self.fresh && !self.failed) || self.wants_mounts() || !self.ended.0.is_empty()
+    }
+
+    /// Whether a mount namespace should be made ahead.
+    fn wants_mounts(&self) -> bool {
+        self.next_mounts.is_none() && self.last_mounts.is_some()
+    }
+
+    /// One chore: the next launcher's namespaces first (and, after a
     /// failure, again only when nothing else is left: see
-    /// [`Chores::idle_timeout`]).
+    /// [`Chores::idle_timeout`]), then the next task's mount namespace,
+    /// then an ended task's teardown.
     fn do_one(&mut self) {
-        if !self.fresh && (!self.failed || self.ended.0.is_empty()) {
+        let nothing_else = self.ended.0.is_empty() && !self.wants_mounts();
+        if !self.fresh && (!self.failed || nothing_else) {
             self.failed = self.make_next_namespaces().is_err();
+        } else if self.wants_mounts() {
+            self.make_mounts_ahead();
         } else {
             self.ended.tear_down_one();
         }
+    }
+
+    /// A mount namespace for a task like the last. When that fails, the
+    /// next request makes its own, and reports why it could not.
+    fn make_mounts_ahead(&mut self) {
+        if let Some((spec, template)) = self.last_mounts.take() {
+            if let Ok(ns) = mounts::make_task_namespace(&spec, template.as_fd(), &self.home) {
+                self.next_mounts = Some((spec.clone(), ns));
+                self.last_mounts = Some((spec, template));
+            }
+        }
+    }
+
+    /// The mount namespace of the task `plan` asks for, in a copy of
+    /// `template`: the one made ahead if it fits, else one made now. One
+    /// made ahead that does not fit (another policy's) is torn down later,
+    /// as an ended task's.
+    fn task_mounts(
+        &mut self,
+        plan: &LaunchPlan,
+        template: &template::Template,
+    ) -> Result<OwnedFd, LaunchError> {
+        let spec = mounts::TaskMountsSpec::of(plan, template.id);
+        let ns = match self.next_mounts.take() {
+            Some((ahead, ns)) if ahead == spec => ns,
+            other => {
+                if let Some((_, unfit)) = other {
+                    self.ended.push(unfit);
+                }
+                mounts::make_task_namespace(&spec, template.ns.as_fd(), &self.home)?
+            }
+        };
+        self.last_mounts = template.ns.try_clone().ok().map(|ns| (spec, ns));
+        Ok(ns)
     }
 
     /// How long to wait for work: not at all when a chore is pending; for
@@ -398,28 +474,6 @@ impl EndedMounts {
     }
 }
 
-/// A descriptor of the mount namespace of the task behind `pidfd`, which
-/// keeps it (see [`Live`]). `None` when the task has already ended (its
-/// exit tore it down), and when the kernel refuses: before 6.11 (no such
-/// ioctl) or without `CAP_SYS_PTRACE`, which this needs once the task
-/// runs as its own uid. Then each task's exit tears its namespace down,
-/// as it did before; said once on stderr (airlockd's log).
-fn hold_mount_namespace(pidfd: &OwnedFd, warned: &mut bool) -> Option<OwnedFd> {
-    match crate::sys::pidfd_mount_namespace(pidfd.as_fd()) {
-        Ok(mount_ns) => Some(mount_ns),
-        Err(nix::errno::Errno::ESRCH) => None,
-        Err(errno) => {
-            if !std::mem::replace(warned, true) {
-                eprintln!(
-                    "airlock-launch: cannot hold tasks' mount namespaces ({}); each task's end now waits for its namespace's teardown",
-                    describe(&errno)
-                );
-            }
-            None
-        }
-    }
-}
-
 /// What the spawner prepared for one task's init; the init only reads it
 /// (see [`vfork`]).
 struct Task<'a> {
@@ -427,6 +481,8 @@ struct Task<'a> {
     template: &'a template::Template,
     /// The merged seccomp program, unless the plan names no filter.
     seccomp: Option<&'a [crate::seccomp_bpf::Insn]>,
+    /// The task's mount namespace, made by the spawner for it alone.
+    mounts: &'a OwnedFd,
 }
 
 /// Everything a task's init gets from the spawner.
@@ -664,12 +720,18 @@ fn init(
     spawner: OwnedFd,
     mut stages: Timeline,
 ) -> Result<std::convert::Infallible, LaunchError> {
-    let Task { plan, template, .. } = *task;
+    let Task {
+        plan,
+        template,
+        mounts,
+        ..
+    } = *task;
     // 1. Nothing of the supervisor's may reach the task: close every fd but
     //    stdio and the plan socket (and, until the init is done with them,
-    //    the spawner's pidfd, the template root and its files opened for
-    //    Landlock), reset signal dispositions and mask.
-    let keep: Vec<_> = [spawner.as_fd(), template.ns.as_fd()]
+    //    the spawner's pidfd, the task's mount namespace and the template
+    //    root's files opened for Landlock), reset signal dispositions and
+    //    mask.
+    let keep: Vec<_> = [spawner.as_fd(), mounts.as_fd()]
         .into_iter()
         .chain(template.opened.iter().map(|o| o.fd.as_fd()))
         .collect();
@@ -678,17 +740,17 @@ fn init(
     //    supervisor's process group signals do not reach it.
     nix::unistd::setsid().map_err(sys("setsid"))?;
     stages.mark("fds, signals, session");
-    // 3. The empty network namespace when the task has none; a private copy
-    //    of the template root's mount namespace (the pid namespace came
-    //    with the clone, the ipc and uts ones were made by the spawner
-    //    ahead).
-    namespaces::enter(plan, template.ns.as_fd())?;
-    stages.mark("namespaces, copy of the template root");
-    // 4. The task's own mounts: the scratch tmpfs (holding the
-    //    credentials), /tmp and /dev/shm tmpfs, a /proc of this pid
-    //    namespace.
+    // 3. The network namespace airlockd leased to the task; the mount
+    //    namespace the spawner made for it: a private copy of the template
+    //    root with its scratch, /tmp and /dev/shm tmpfs (the pid namespace
+    //    came with the clone, the ipc and uts ones were made by the
+    //    spawner too).
+    namespaces::enter(plan, mounts.as_fd())?;
+    stages.mark("network and mount namespaces");
+    // 4. What only the task's init can add: its scratch dir holding the
+    //    credentials, a /proc of this pid namespace.
     mounts::per_task(plan)?;
-    stages.mark("own mounts");
+    stages.mark("scratch dir, /proc");
     // 5. rlimits while still root (lowering needs no privilege, but NPROC
     //    must be in place before the uid switch is counted).
     rlimits::apply(&plan.rlimits)?;

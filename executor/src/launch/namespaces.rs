@@ -1,6 +1,7 @@
-//! Step 3: a new mount namespace, and the network. The pid namespace came
-//! with the spawner's `clone(CLONE_NEWPID)` ([`super::main`]), and the ipc
-//! and uts namespaces were made by the spawner ahead ([`make_next`]).
+//! Step 3: the task's mount namespace, and the network. The pid namespace
+//! came with the spawner's `clone(CLONE_NEWPID)` ([`super::main`]); the
+//! ipc and uts namespaces ([`make_next`]) and the mount namespace were made
+//! by the spawner, most often ahead, while idle.
 //! Every task joins the network namespace airlockd leased to it, made
 //! ahead (a fresh one per task costs about 0.6 ms; joining, 0.07 ms). See
 //! unshare(2), setns(2), pid_namespaces(7).
@@ -13,15 +14,15 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use super::plan::LaunchPlan;
 use super::{io, sys, LaunchError};
 
-/// Joins the planned network namespace, then the template root's mount
-/// namespace, and unshares a private copy of it. The network comes first:
-/// its path is under the host's /proc.
-pub fn enter(plan: &LaunchPlan, template: BorrowedFd<'_>) -> Result<(), LaunchError> {
+/// Joins the planned network namespace, then the task's mount namespace,
+/// which the spawner made for this task alone (a copy of its template
+/// root with its tmpfs: `mounts::make_task_namespace`). The network comes
+/// first: its path is under the host's /proc.
+pub fn enter(plan: &LaunchPlan, mounts: BorrowedFd<'_>) -> Result<(), LaunchError> {
     let ns = std::fs::File::open(&plan.netns).map_err(io("open the task's network namespace"))?;
     setns(ns, CloneFlags::CLONE_NEWNET).map_err(sys("join the task's network namespace"))?;
-    setns(template, CloneFlags::CLONE_NEWNS).map_err(sys("join the template root"))?;
-    super::fds::close_inherited(template);
-    unshare(CloneFlags::CLONE_NEWNS).map_err(sys("unshare the mount namespace"))?;
+    setns(mounts, CloneFlags::CLONE_NEWNS).map_err(sys("join the task's mount namespace"))?;
+    super::fds::close_inherited(mounts);
     nix::sys::prctl::set_name(c"airlock-init").ok();
     Ok(())
 }

@@ -33,19 +33,12 @@ use super::{io, sys, LaunchError};
 /// `size=` does not count, so it is bounded too.
 pub const SCRATCH_INODES: u64 = 65_536;
 
-/// Mounts the task's scratch tmpfs on the scratch root (a mount point in
-/// the task's template root: 0711, root's), makes the task's scratch dir in
-/// it (0700, the task uid's) and writes the plan's files there. The tmpfs
-/// holds nothing but this task's dir.
-pub fn mount_on(plan: &LaunchPlan) -> Result<(), LaunchError> {
-    let root = plan.scratch.parent().ok_or_else(|| LaunchError::Check {
-        step: "mount the scratch tmpfs".into(),
-        detail: format!("{} has no parent directory", plan.scratch.display()),
-    })?;
-    let options = format!(
-        "size={},nr_inodes={SCRATCH_INODES},mode=0711",
-        plan.scratch_bytes.max(4096),
-    );
+/// Mounts a scratch tmpfs of `bytes` on the scratch root `root` (a mount
+/// point in the task's template root: 0711, root's). The spawner does this
+/// when it makes the task's mount namespace; the tmpfs will hold nothing
+/// but the task's dir ([`make_dir`]).
+pub fn mount_on(root: &Path, bytes: u64) -> Result<(), LaunchError> {
+    let options = format!("size={bytes},nr_inodes={SCRATCH_INODES},mode=0711");
     mount(
         Some("tmpfs"),
         root,
@@ -54,6 +47,12 @@ pub fn mount_on(plan: &LaunchPlan) -> Result<(), LaunchError> {
         Some(options.as_str()),
     )
     .map_err(sys("mount the scratch tmpfs"))?;
+    Ok(())
+}
+
+/// Makes the task's scratch dir in its scratch tmpfs (0700, the task
+/// uid's) and writes the plan's files there.
+pub fn make_dir(plan: &LaunchPlan) -> Result<(), LaunchError> {
     let step = "make the scratch dir";
     std::fs::DirBuilder::new()
         .mode(0o700)

@@ -1,8 +1,9 @@
 //! Template roots: the read-only part of a task's root, built once by the
 //! spawner for each policy and set of executables, in a mount namespace of
-//! its own. A task's init joins it and at once unshares a private copy
-//! (`setns` + `unshare(CLONE_NEWNS)`), then mounts only what is its own:
-//! scratch, /tmp, /dev/shm, /proc ([`super::mounts::per_task`]). Building
+//! its own. For each task the spawner makes a private copy of it, with the
+//! task's tmpfs (scratch, /tmp, /dev/shm:
+//! [`super::mounts::make_task_namespace`]), and the task's init adds only
+//! its dir, files and /proc ([`super::mounts::per_task`]). Building
 //! the tree (binds, mount points, links, device nodes) and tearing it down
 //! per task cost about half a millisecond of a task's start.
 //!
@@ -42,6 +43,8 @@ pub struct Templates {
 
 /// One template: its mount namespace and its files opened for Landlock.
 pub struct Template {
+    /// Unique among the spawner's templates, a rebuilt one's included.
+    pub id: u64,
     /// The mount namespace.
     pub ns: File,
     /// The paths of the template's Landlock rules that every task sees as
@@ -133,6 +136,7 @@ fn build(spec: &TemplateSpec) -> Result<Template, String> {
                 File::open(format!("/proc/{child}/ns/mnt"))
                     .map_err(|e| format!("open the template's namespace: {e}"))
                     .map(|ns| Template {
+                        id: next_id(),
                         ns,
                         opened: open_in(child, spec),
                     })
@@ -195,6 +199,12 @@ fn open_in(child: nix::unistd::Pid, spec: &TemplateSpec) -> Vec<Opened> {
         });
     }
     opened
+}
+
+/// A template id never given before in this process.
+fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn pipe() -> Result<(File, File), String> {

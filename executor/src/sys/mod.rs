@@ -46,19 +46,6 @@ pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// The mount namespace of the process behind `pidfd`, as a namespace fd
-/// (close-on-exec) that keeps the namespace alive: the pidfd ioctl
-/// `PIDFD_GET_MNT_NAMESPACE` (Linux 6.11; needs ptrace access to the
-/// process). `ESRCH` when the process has no namespaces left (it exited).
-pub fn pidfd_mount_namespace(pidfd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-    /// `_IO(PIDFS_IOCTL_MAGIC, 3)` of linux/pidfd.h.
-    const PIDFD_GET_MNT_NAMESPACE: libc::c_ulong = 0xFF03;
-    // SAFETY: the ioctl takes no argument and returns a new fd we own.
-    let fd = check(unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_MNT_NAMESPACE, 0) }.into())?;
-    // SAFETY: a fresh descriptor returned by the kernel, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
 /// Sends `sig` through a pidfd (pidfd_send_signal(2)): race-free, the pid
 /// cannot have been reused.
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
