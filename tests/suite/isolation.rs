@@ -315,26 +315,31 @@ print(json.dumps({{
     );
 }
 
+/// Every task starts with an empty /tmp and /dev/shm, whoever ran before
+/// it. Six tasks, alice's and bob's in turn, each listing both and then
+/// leaving a file in each: the first task's mount namespace is made on
+/// its request, the later ones' while their spawner was idle, so both
+/// kinds are checked.
 #[tokio::test]
 async fn private_tmp_is_not_shared_between_tasks() {
     if !privileged() {
         return;
     }
     let d = Daemon::start(Opts::default());
-    d.python(
-        "alice",
-        "open('/tmp/alice-was-here','w').write('1'); open('/dev/shm/alice','w').write('1')",
-    )
-    .await
-    .ok();
-    let v = d
-        .python(
-            "bob",
-            "import os, json; print(json.dumps(os.listdir('/tmp') + os.listdir('/dev/shm')))",
-        )
-        .await
-        .json();
-    assert_eq!(v, serde_json::json!([]));
+    for (i, user) in ["alice", "bob"].iter().cycle().take(6).enumerate() {
+        let v = d
+            .python(
+                user,
+                &format!(
+                    "import os, json\n\
+                     print(json.dumps(os.listdir('/tmp') + os.listdir('/dev/shm')))\n\
+                     open('/tmp/{user}-{i}','w').write('1'); open('/dev/shm/{user}-{i}','w').write('1')"
+                ),
+            )
+            .await
+            .json();
+        assert_eq!(v, serde_json::json!([]), "task {i} ({user})");
+    }
 }
 
 /// System V IPC objects outlive the process that made them: a message

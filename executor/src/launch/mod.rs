@@ -166,8 +166,9 @@ pub fn main() -> ! {
     // Compiled once here, inherited by every launcher: a failure is
     // reported by each launcher that needs a filter.
     let _ = crate::seccomp_profile::programs();
-    // Dropped once here, inherited empty by every launcher, which checks
-    // it is (see `caps`). Without it no task could start.
+    // Dropped and checked empty once here, inherited by every launcher
+    // (see `caps`): a bounding set can only shrink. Without it no task
+    // could start.
     if let Err(err) = caps::drop_bounding() {
         eprintln!(
             "airlock-launch: {}; airlockd needs CAP_SETPCAP",
