@@ -63,6 +63,10 @@ pub struct Opts {
     /// airlockd starts in a uts namespace of its own with this hostname and
     /// NIS domain name, as on a worker that has both set.
     pub worker_names: Option<(&'static str, &'static str)>,
+    /// airlockd starts chrooted into `jail` in its dir: a recursive bind of
+    /// the host's root in a private mount namespace, so that every path
+    /// is the same inside.
+    pub chroot: bool,
 }
 
 impl Default for Opts {
@@ -79,6 +83,7 @@ impl Default for Opts {
             env: vec![],
             tls_dir: None,
             worker_names: None,
+            chroot: false,
         }
     }
 }
@@ -199,6 +204,11 @@ path = "/usr/bin/python3"
         ignore_sigusr2_in(&mut cmd);
         if let Some(names) = opts.worker_names {
             name_worker_in(&mut cmd, names);
+        }
+        if opts.chroot {
+            let jail = dir.path().join("jail");
+            std::fs::create_dir(&jail).unwrap();
+            chroot_in(&mut cmd, &jail);
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -604,6 +614,42 @@ fn name_worker_in(cmd: &mut Command, (host, domain): (&'static str, &'static str
             if libc::unshare(libc::CLONE_NEWUTS) != 0
                 || libc::sethostname(host.as_ptr().cast(), host.len()) != 0
                 || libc::setdomainname(domain.as_ptr().cast(), domain.len()) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Starts `cmd` chrooted into `jail`, a recursive bind of `/` in a mount
+/// namespace of its own.
+fn chroot_in(cmd: &mut Command, jail: &std::path::Path) {
+    use std::os::unix::process::CommandExt;
+    let jail = std::ffi::CString::new(jail.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: plain system calls on a string made before the fork; nothing
+    // allocates.
+    unsafe {
+        cmd.pre_exec(move || {
+            let none = std::ptr::null::<libc::c_char>();
+            let root = c"/".as_ptr();
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    none,
+                    root,
+                    none,
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    none.cast(),
+                ) != 0
+                || libc::mount(
+                    root,
+                    jail.as_ptr(),
+                    none,
+                    libc::MS_BIND | libc::MS_REC,
+                    none.cast(),
+                ) != 0
+                || libc::chroot(jail.as_ptr()) != 0
+                || libc::chdir(root) != 0
             {
                 return Err(std::io::Error::last_os_error());
             }

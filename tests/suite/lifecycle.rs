@@ -476,6 +476,36 @@ async fn an_ended_tasks_mounts_are_torn_down_once_its_spawner_is_idle() {
     }
 }
 
+/// A spawner joins each task's template root to make the task's mount
+/// namespace, which moves its root to that namespace's root; it must come
+/// back to its own. Run chrooted, airlockd's spawners must stay in the
+/// jail after making tasks' namespaces, or every later template would be
+/// built from the host's files.
+#[tokio::test]
+async fn spawners_stay_in_airlockds_chroot() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts {
+        chroot: true,
+        ..Opts::default()
+    });
+    for _ in 0..4 {
+        let (a, b) = tokio::join!(d.python("alice", "pass"), d.python("bob", "pass"));
+        a.ok();
+        b.ok();
+    }
+    // Wait for the namespaces made ahead, while idle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let jail = d.dir.path().join("jail");
+    let pids = spawners(d.pid());
+    assert!(!pids.is_empty());
+    for pid in pids {
+        let root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap();
+        assert_eq!(root, jail, "spawner {pid}'s root");
+    }
+}
+
 /// airlockd's spawners: its children named airlock-launch.
 fn spawners(parent: i32) -> Vec<i32> {
     let mut pids: Vec<i32> = std::fs::read_dir("/proc")

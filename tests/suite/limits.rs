@@ -182,6 +182,42 @@ print(json.dumps({"total": total, "error": err, "size": st.f_blocks * st.f_frsiz
 /// bounds are practically none, and what no process has attached counts
 /// against no rlimit: without these a task could hold the worker's memory
 /// until its deadline.
+/// A spawner makes the next task's mount namespace while idle, with the
+/// scratch size of the last task's request: a request for another size
+/// must get a namespace of its own, never the one made ahead, and never a
+/// scratch dir in which an earlier task's is still there. Tasks one after
+/// another, alice's and bob's in turn: 8, 8, 16, 8 MiB and the default.
+#[tokio::test]
+async fn each_task_gets_the_scratch_size_it_asked_for() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let mut earlier = String::new();
+    for (i, mib) in [Some(8u64), Some(8), Some(16), Some(8), None]
+        .into_iter()
+        .enumerate()
+    {
+        let code = format!(
+            "import json, os\n\
+             st = os.statvfs('.')\n\
+             here = os.path.basename(os.getcwd())\n\
+             seen = bool('{earlier}') and os.path.exists(os.path.join('..', '{earlier}'))\n\
+             print(json.dumps({{'size': st.f_blocks * st.f_frsize, 'earlier_seen': seen, 'me': here}}))"
+        );
+        let user = if i % 2 == 0 { "alice" } else { "bob" };
+        let mut req = python(user, &code);
+        req.limits = limits(|l| l.scratch_bytes = mib.map(|m| m << 20));
+        let v = d.run(req).await.json();
+        let want = mib.map_or(256u64 << 20, |m| m << 20);
+        assert_eq!(v["size"], want, "task {i}: {v}");
+        assert_eq!(v["earlier_seen"], false, "task {i}: {v}");
+        earlier = v["me"].as_str().unwrap_or_default().to_string();
+        // Idle, so that the spawner makes the next namespace ahead.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn system_v_ipc_is_bounded() {
     if !privileged() {

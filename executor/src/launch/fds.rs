@@ -1,8 +1,9 @@
 //! Step 1: file descriptors, environment and signals.
 //!
-//! The spawner hands each launcher its stdio and the plan socket, and two
-//! fds the init uses while still root (the spawner's pidfd, the template
-//! root's namespace); the launcher closes every other fd above 3 with
+//! The spawner hands each launcher its stdio and the plan socket, and the
+//! fds the init uses while still root (the spawner's pidfd, the task's
+//! mount namespace, the template root's files opened for Landlock); the
+//! launcher closes every other fd above 3 with
 //! `close_range(2)` (it inherits the spawner's, all close-on-exec), marks the plan
 //! socket close-on-exec so the program never inherits it, and unblocks all
 //! signals. Dispositions need no reset here: the spawner reset every one
@@ -32,8 +33,8 @@ pub fn take_plan_socket() -> UnixStream {
 }
 
 /// Closes every inherited fd but stdio, the plan socket and `keep` (the
-/// spawner's pidfd and the template root, until the init is done with
-/// them), marks the plan socket CLOEXEC, unblocks every signal.
+/// spawner's pidfd, the task's mount namespace and the template's files,
+/// until the init is done with them), marks the plan socket CLOEXEC, unblocks every signal.
 pub fn sanitize(keep: &[std::os::fd::BorrowedFd<'_>]) -> Result<(), LaunchError> {
     use std::os::fd::AsRawFd;
     let mut keep: Vec<u32> = keep.iter().map(|fd| fd.as_raw_fd() as u32).collect();

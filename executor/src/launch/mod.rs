@@ -189,8 +189,12 @@ pub fn main() -> ! {
     // (it is reported as a failed step).
     let _ = std::thread::current();
     std::panic::set_hook(Box::new(|_| {}));
-    let Ok(home) = mounts::Home::here() else {
-        std::process::exit(1)
+    let home = match mounts::Home::here() {
+        Ok(home) => home,
+        Err(err) => {
+            eprintln!("airlock-launch: {}", error_chain(&err));
+            std::process::exit(1)
+        }
     };
     let mut templates = template::Templates::default();
     // Each live task's report socket and mount namespace, by the pid of

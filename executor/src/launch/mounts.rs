@@ -1,7 +1,8 @@
 //! Step 5: the task's root filesystem. Its read-only part is a template
 //! ([`build_template`], kept by the spawner in a mount namespace of its
-//! own, see `template.rs`); each task's init copies that namespace and adds
-//! its own writable filesystems ([`per_task`]).
+//! own, see `template.rs`); the spawner makes each task a private copy of
+//! that namespace with the task's tmpfs ([`make_task_namespace`]), and the
+//! task's init adds its scratch dir and /proc ([`per_task`]).
 //!
 //! The task does not see the host's root. It gets a new root: an empty
 //! tmpfs (read-only once built) holding only
@@ -89,8 +90,9 @@ impl TemplateSpec {
 }
 
 /// Builds a template root and makes it this mount namespace's root (the
-/// caller has just unshared one). Each task's init later copies this
-/// namespace and adds only its own writable filesystems ([`per_task`]).
+/// caller has just unshared one). Each task gets a private copy of this
+/// namespace with only its own writable filesystems added
+/// ([`make_task_namespace`], [`per_task`]).
 ///
 /// The order keeps mount calls few (each costs tens of µs, and again when
 /// the namespace is torn down): every directory, node and mount point is made
@@ -188,21 +190,41 @@ impl TaskMountsSpec {
     }
 }
 
-/// The spawner's own mount namespace, to which it returns after making a
-/// task's, and the host's /proc, through which it names the one it made
-/// (the task's /proc is mounted later, by the task's init).
+/// The spawner's own mount namespace, root and working directory, to which
+/// it returns after making a task's (joining a mount namespace moves both
+/// to that namespace's root, which would undo a chroot airlockd runs in),
+/// and the host's /proc, through which it names the namespace it made (the
+/// task's /proc is mounted later, by the task's init).
 pub struct Home {
     ns: std::fs::File,
+    root: std::os::fd::OwnedFd,
+    cwd: std::os::fd::OwnedFd,
     proc: std::fs::File,
 }
 
 impl Home {
-    /// The calling process's mount namespace and /proc.
-    pub fn here() -> std::io::Result<Self> {
+    /// The calling process's mount namespace, root, working directory and
+    /// /proc.
+    pub fn here() -> Result<Self, LaunchError> {
+        use nix::fcntl::{open, OFlag};
+        let path = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mode = nix::sys::stat::Mode::empty();
         Ok(Self {
-            ns: std::fs::File::open("/proc/self/ns/mnt")?,
-            proc: std::fs::File::open("/proc")?,
+            ns: std::fs::File::open("/proc/self/ns/mnt")
+                .map_err(super::io("open our mount namespace"))?,
+            root: open("/", path, mode).map_err(sys("open our root"))?,
+            cwd: open(".", path, mode).map_err(sys("open our working directory"))?,
+            proc: std::fs::File::open("/proc").map_err(super::io("open /proc"))?,
         })
+    }
+
+    /// Back into our namespace, root and working directory.
+    fn go_back(&self) -> nix::Result<()> {
+        use nix::sched::{setns, CloneFlags};
+        setns(&self.ns, CloneFlags::CLONE_NEWNS)?;
+        nix::unistd::fchdir(&self.root)?;
+        nix::unistd::chroot(".")?;
+        nix::unistd::fchdir(&self.cwd)
     }
 }
 
@@ -236,7 +258,7 @@ pub fn make_task_namespace(
             )
             .map_err(sys("open the task's mount namespace"))
         });
-    if let Err(errno) = setns(&home.ns, CloneFlags::CLONE_NEWNS) {
+    if let Err(errno) = home.go_back() {
         eprintln!("airlock-launch: cannot return to its own mount namespace ({errno}); exiting");
         std::process::exit(1)
     }
