@@ -451,6 +451,17 @@ async fn an_ended_tasks_mounts_are_torn_down_once_its_spawner_is_idle() {
             ended.push(ns.trim().to_string());
         }
     }
+    // A namespace number is reused once its namespace is gone: the one an
+    // idle spawner made ahead for its next task may have an ended task's
+    // number. It is that task's only if it holds the task's file.
+    let holds_fill = |ns: &std::path::Path| {
+        std::process::Command::new("nsenter")
+            .arg(format!("--mount={}", ns.display()))
+            .args(["/usr/bin/python3", "-c"])
+            .arg("import os, sys; sys.exit(0 if os.path.exists('/tmp/fill') else 1)")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     let held = || -> Vec<String> {
         spawners(d.pid())
             .iter()
@@ -460,9 +471,10 @@ async fn an_ended_tasks_mounts_are_torn_down_once_its_spawner_is_idle() {
                     .flatten()
             })
             .flatten()
-            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-            .map(|target| target.display().to_string())
-            .filter(|target| ended.contains(target))
+            .filter_map(|fd| Some((std::fs::read_link(fd.path()).ok()?, fd.path())))
+            .map(|(target, fd)| (target.display().to_string(), fd))
+            .filter(|(target, fd)| ended.contains(target) && holds_fill(fd))
+            .map(|(target, _)| target)
             .collect()
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
