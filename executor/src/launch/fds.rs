@@ -34,7 +34,8 @@ pub fn take_plan_socket() -> UnixStream {
 
 /// Closes every inherited fd but stdio, the plan socket and `keep` (the
 /// spawner's pidfd, the task's mount namespace and the template's files,
-/// until the init is done with them), marks the plan socket CLOEXEC, unblocks every signal.
+/// until the init is done with them), marks the plan socket CLOEXEC,
+/// unblocks every signal.
 pub fn sanitize(keep: &[std::os::fd::BorrowedFd<'_>]) -> Result<(), LaunchError> {
     use std::os::fd::AsRawFd;
     let mut keep: Vec<u32> = keep.iter().map(|fd| fd.as_raw_fd() as u32).collect();
