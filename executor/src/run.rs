@@ -332,7 +332,6 @@ async fn execute(
     let deadline = tokio::time::sleep(Duration::from_millis(task.limits.wall_time_ms));
     tokio::pin!(deadline);
     let output_full = Arc::new(Notify::new());
-    let client_gone = Arc::new(Notify::new());
     let output_sent = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();
     let mut lines = BufReader::new(launched.reports).lines();
@@ -358,14 +357,13 @@ async fn execute(
                                 limits: Some(wire_limits(&task.limits)),
                                 ..crate::credentials::started(creds)
                             };
-                            if events.send(Ok(event(task_event::Event::Started(started)))).await.is_err() {
-                                client_gone.notify_one();
-                            }
+                            // A driver gone by now is noticed below (`events.closed()`).
+                            let _ = events.send(Ok(event(task_event::Event::Started(started)))).await;
                             for (pipe, stream) in [(stdout.take(), Stream::Stdout), (stderr.take(), Stream::Stderr)] {
                                 if let Some(pipe) = pipe {
                                     readers.push(tokio::spawn(forward_output(
                                         pipe, stream, events.clone(), output_sent.clone(),
-                                        task.limits.output_bytes, output_full.clone(), client_gone.clone(),
+                                        task.limits.output_bytes, output_full.clone(),
                                     )));
                                 }
                             }
@@ -396,9 +394,9 @@ async fn execute(
             }
             _ = task.cancel.cancelled(), if killed.is_none() => Some(KillCause::Cancelled),
             _ = output_full.notified(), if killed.is_none() => Some(KillCause::Output),
-            _ = client_gone.notified(), if killed.is_none() => Some(KillCause::ClientGone),
-            // The driver hung up: a task that prints nothing would
-            // otherwise hold its uid until its deadline.
+            // The driver hung up (every send fails from then on): the task
+            // ends, even one that prints nothing and would otherwise hold
+            // its uid until its deadline.
             _ = events.closed(), if killed.is_none() => Some(KillCause::ClientGone),
         };
         if let Some(cause) = cause {
@@ -571,7 +569,6 @@ async fn forward_output(
     sent: Arc<AtomicU64>,
     limit: u64,
     full: Arc<Notify>,
-    client_gone: Arc<Notify>,
 ) {
     // Allocated at the first output: a task that prints nothing (a sleeping
     // one) costs the supervisor no buffer.
@@ -611,7 +608,8 @@ async fn forward_output(
             .await
             .is_err()
         {
-            client_gone.notify_one();
+            // The driver is gone; the task is being ended
+            // (`events.closed()` in `execute`): drain only.
             over = true;
         }
     }
