@@ -402,7 +402,11 @@ impl Chores {
                 mounts::make_task_namespace(&spec, template.ns.as_fd(), &self.home)?
             }
         };
-        self.last_mounts = template.ns.try_clone().ok().map(|ns| (spec, ns));
+        // The template's namespace is copied (a `dup`) only when the spec
+        // changes, not for every task.
+        if self.last_mounts.as_ref().map(|(last, _)| last) != Some(&spec) {
+            self.last_mounts = template.ns.try_clone().ok().map(|ns| (spec, ns));
+        }
         Ok(ns)
     }
 

@@ -81,12 +81,16 @@ impl TemplateSpec {
         Self {
             read_only: plan.read_only.clone(),
             executables: plan.executables.clone(),
-            scratch_root: plan
-                .scratch
-                .parent()
-                .map_or_else(|| PathBuf::from("/"), Path::to_path_buf),
+            scratch_root: scratch_root(plan),
         }
     }
+}
+
+/// Where scratch dirs live: the parent of the task's.
+fn scratch_root(plan: &LaunchPlan) -> PathBuf {
+    plan.scratch
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
 }
 
 /// Builds a template root and makes it this mount namespace's root (the
@@ -183,7 +187,7 @@ impl TaskMountsSpec {
     pub fn of(plan: &LaunchPlan, template: u64) -> Self {
         Self {
             template,
-            scratch_root: TemplateSpec::of(plan).scratch_root,
+            scratch_root: scratch_root(plan),
             scratch_bytes: plan.scratch_bytes.max(4096),
             tmp_bytes: plan.tmp_bytes.max(4096),
         }
