@@ -65,7 +65,7 @@ pub enum RequestError {
         value: String,
     },
     /// Too many groups.
-    #[error("{count} groups named: at most 256 are allowed")]
+    #[error("{count} groups named: at most {MAX_GROUPS} are allowed")]
     TooManyGroups {
         /// How many were named.
         count: usize,

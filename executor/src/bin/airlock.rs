@@ -646,12 +646,10 @@ impl RunState {
     /// request would only be refused as a duplicate, while a cancel of X
     /// sent meanwhile would end theirs.
     fn request_cancel(&mut self) {
-        if self.cancel_requested || !self.started {
-            self.cancel_requested = true;
-            return;
+        let first = !std::mem::replace(&mut self.cancel_requested, true);
+        if first && self.started {
+            self.send_cancel();
         }
-        self.cancel_requested = true;
-        self.send_cancel();
     }
 
     /// Sends CancelTask in the background, so the event stream keeps being
