@@ -1,5 +1,8 @@
-//! Step 7 and 9: the Landlock ruleset. Built while still root, enforced after
-//! the uid switch and after every mount (a later mount would not be covered).
+//! Step 7 and 9: the Landlock ruleset. Made by the spawner with the task's
+//! mount namespace, most often ahead of the request ([`prepare`]); the
+//! task's init adds the rules on its scratch dir and /proc, which only it
+//! can make ([`TaskRuleset::finish`]), and enforces it after the uid switch
+//! and after every mount ([`enforce`]).
 //!
 //! Filesystem (every right of the ABI is handled, so anything not granted
 //! below is denied):
@@ -22,14 +25,18 @@
 //! requires is missing, so the ruleset is built with `HardRequirement`: it is
 //! fully enforced or the launch fails. See landlock(7).
 
-use landlock::{
-    Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset,
-    RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
-};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
-use super::plan::{LaunchPlan, NetPlan};
-use super::template::Opened;
-use super::LaunchError;
+use landlock::{
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,
+    Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
+};
+use nix::fcntl::OFlag;
+
+use super::plan::LaunchPlan;
+use super::template::Template;
+use super::{sys, LaunchError};
 
 /// The newest ABI whose rights we use.
 const NEWEST_USED: i32 = 6;
@@ -51,97 +58,173 @@ fn ll(step: &str) -> impl FnOnce(landlock::RulesetError) -> LaunchError + '_ {
     }
 }
 
-/// Builds the ruleset, opening every path now that `opened` (the template
-/// root's, see `template.rs`) does not hold; `None` when the host has no
-/// Landlock and the policy allows running without it (ABI 0 in the plan).
+/// A task's ruleset as the spawner makes it, with the task's mount
+/// namespace ([`super::mounts::make_task_root`]): every rule but the two
+/// that only the task's init can add, since their directories do not
+/// exist before it: its scratch dir and its /proc ([`TaskRuleset::finish`]).
+pub struct TaskRuleset {
+    fd: OwnedFd,
+    /// What the task may do in its scratch dir, and in /proc (the kernel's
+    /// `LANDLOCK_ACCESS_FS_*` bits).
+    scratch: u64,
+    proc: u64,
+}
+
+/// The rights of a rule on a file or a directory.
+struct Rights {
+    abi: ABI,
+    read: BitFlags<AccessFs>,
+    exec: BitFlags<AccessFs>,
+    write: BitFlags<AccessFs>,
+    device_rw: BitFlags<AccessFs>,
+}
+
+impl Rights {
+    fn of(abi: ABI) -> Self {
+        let all = AccessFs::from_all(abi);
+        let read = AccessFs::ReadFile | AccessFs::ReadDir;
+        Self {
+            abi,
+            read,
+            exec: AccessFs::ReadFile | AccessFs::Execute,
+            write: (all
+                & !(AccessFs::Execute
+                    | AccessFs::IoctlDev
+                    | AccessFs::MakeChar
+                    | AccessFs::MakeBlock))
+                | read,
+            device_rw: (AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate) & all,
+        }
+    }
+
+    /// A rule on a file may only carry file rights.
+    fn for_kind(&self, access: BitFlags<AccessFs>, is_dir: bool) -> BitFlags<AccessFs> {
+        match is_dir {
+            true => access,
+            false => access & AccessFs::from_file(self.abi),
+        }
+    }
+}
+
+/// Builds a task's ruleset, in the task's mount namespace (the spawner,
+/// between making its tmpfs and returning home): the template's paths
+/// through the descriptors the template holds, /tmp and /dev/shm (the
+/// task's fresh tmpfs) and any other path opened here. `None` when the
+/// host has no Landlock and the policy allows running without it (ABI 0).
 pub fn prepare(
-    plan: &LaunchPlan,
-    opened: &[Opened],
-) -> Result<Option<RulesetCreated>, LaunchError> {
-    if plan.landlock_abi < 1 {
+    landlock_abi: i32,
+    connect_tcp: &[u16],
+    template: &Template,
+) -> Result<Option<TaskRuleset>, LaunchError> {
+    if landlock_abi < 1 {
         return Ok(None);
     }
-    let abi = ABI::from(plan.landlock_abi.min(NEWEST_USED));
-    let all = AccessFs::from_all(abi);
-    let read = AccessFs::ReadFile | AccessFs::ReadDir;
-    let exec = AccessFs::ReadFile | AccessFs::Execute;
-    let write = (all
-        & !(AccessFs::Execute | AccessFs::IoctlDev | AccessFs::MakeChar | AccessFs::MakeBlock))
-        | read;
-    let device_rw = (AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate) & all;
-
+    let rights = Rights::of(ABI::from(landlock_abi.min(NEWEST_USED)));
     let mut ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)
-        .handle_access(all)
+        .handle_access(AccessFs::from_all(rights.abi))
         .map_err(ll("landlock filesystem rights"))?;
-    if plan.landlock_abi >= 4 {
+    if landlock_abi >= 4 {
         ruleset = ruleset
             .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
             .map_err(ll("landlock network rights"))?;
     }
-    if plan.landlock_abi >= 6 {
+    if landlock_abi >= 6 {
         ruleset = ruleset
             .scope(Scope::AbstractUnixSocket | Scope::Signal)
             .map_err(ll("landlock scopes"))?;
     }
     let mut created = ruleset.create().map_err(ll("create landlock ruleset"))?;
 
-    let mut grants: Vec<(&std::path::Path, landlock::BitFlags<AccessFs>)> = Vec::new();
-    grants.extend(plan.read_only.iter().map(|p| (p.as_path(), read)));
-    grants.extend(plan.executables.iter().map(|p| (p.as_path(), exec)));
-    grants.push((plan.scratch.as_path(), write));
-    grants.push(("/tmp".as_ref(), write));
-    grants.push(("/dev/shm".as_ref(), write));
-    grants.push(("/proc".as_ref(), read));
+    let mut grants: Vec<(&Path, BitFlags<AccessFs>)> = Vec::new();
+    grants.extend(
+        template
+            .spec
+            .read_only
+            .iter()
+            .map(|p| (p.as_path(), rights.read)),
+    );
+    grants.extend(
+        template
+            .spec
+            .executables
+            .iter()
+            .map(|p| (p.as_path(), rights.exec)),
+    );
+    grants.push(("/tmp".as_ref(), rights.write));
+    grants.push(("/dev/shm".as_ref(), rights.write));
     for (dev, writable) in DEVICES {
         let access = match writable {
-            true => device_rw,
+            true => rights.device_rw,
             false => AccessFs::ReadFile.into(),
         };
         grants.push((dev.as_ref(), access));
     }
     for (path, access) in grants {
-        // A rule on a file may only carry file rights.
-        let for_kind = |is_dir: bool| match is_dir {
-            true => access,
-            false => access & AccessFs::from_file(abi),
-        };
-        created = match opened.iter().find(|o| o.path == path) {
-            Some(o) => created.add_rule(PathBeneath::new(&o.fd, for_kind(o.is_dir))),
+        created = match template.opened.iter().find(|o| o.path == path) {
+            Some(o) => created.add_rule(PathBeneath::new(&o.fd, rights.for_kind(access, o.is_dir))),
             None => {
                 let fd = PathFd::new(path).map_err(|err| LaunchError::Check {
                     step: "open landlock path".into(),
                     detail: format!("{}: {err}", path.display()),
                 })?;
-                created.add_rule(PathBeneath::new(fd, for_kind(path.is_dir())))
+                created.add_rule(PathBeneath::new(fd, rights.for_kind(access, path.is_dir())))
             }
         }
         .map_err(ll("add landlock path rule"))?;
     }
-    if let (NetPlan::Host { connect_tcp }, true) = (&plan.network, plan.landlock_abi >= 4) {
+    if landlock_abi >= 4 {
         for port in connect_tcp {
             created = created
                 .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
                 .map_err(ll("add landlock port rule"))?;
         }
     }
-    Ok(Some(created))
+    let fd: Option<OwnedFd> = created.into();
+    Ok(Some(TaskRuleset {
+        fd: fd.ok_or_else(|| LaunchError::Check {
+            step: "create landlock ruleset".into(),
+            detail: "the landlock crate made no ruleset".into(),
+        })?,
+        scratch: rights.write.bits(),
+        proc: rights.read.bits(),
+    }))
+}
+
+impl TaskRuleset {
+    /// The ruleset's descriptor, which the init keeps open.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// In the task's init, in its mount namespace once its scratch dir and
+    /// /proc are there: the rules on those two.
+    pub fn finish(&self, plan: &LaunchPlan) -> Result<&Self, LaunchError> {
+        for (dir, access) in [
+            (plan.scratch.as_path(), self.scratch),
+            ("/proc".as_ref(), self.proc),
+        ] {
+            let step = || format!("add landlock rule for {}", dir.display());
+            let fd = nix::fcntl::open(
+                dir,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(sys(step()))?;
+            crate::sys::landlock_add_path_rule(self.fd.as_fd(), fd.as_fd(), access)
+                .map_err(sys(step()))?;
+        }
+        Ok(self)
+    }
 }
 
 /// Sets no_new_privs and restricts this process; returns the layer names.
-pub fn enforce(ruleset: RulesetCreated, abi: i32) -> Result<Vec<&'static str>, LaunchError> {
-    let status = ruleset
-        .restrict_self()
-        .map_err(ll("landlock restrict_self"))?;
-    if status.ruleset != RulesetStatus::FullyEnforced || !status.no_new_privs {
-        return Err(LaunchError::Check {
-            step: "landlock restrict_self".into(),
-            detail: format!(
-                "ruleset {:?}, no_new_privs {}",
-                status.ruleset, status.no_new_privs
-            ),
-        });
-    }
+/// The ruleset was made with `HardRequirement`: every right it handles is
+/// enforced, or making it failed.
+pub fn enforce(ruleset: &TaskRuleset, abi: i32) -> Result<Vec<&'static str>, LaunchError> {
+    nix::sys::prctl::set_no_new_privs().map_err(sys("no_new_privs"))?;
+    crate::sys::landlock_restrict_self(ruleset.as_fd()).map_err(sys("landlock restrict_self"))?;
+    super::fds::close_inherited(ruleset.as_fd());
     let mut layers = vec!["landlock-fs"];
     if abi >= 4 {
         layers.push("landlock-net");

@@ -65,6 +65,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::rc::Rc;
 
 use nix::unistd::{fork, ForkResult};
 
@@ -243,9 +244,10 @@ pub fn main() -> ! {
                 })
             })?;
             stages.mark("template root");
-            // The task's mount namespace, unless made while we were idle.
-            let mounts = chores
-                .task_mounts(plan, template)
+            // The task's mount namespace and ruleset, unless made while
+            // we were idle.
+            let root = chores
+                .task_root(plan, template)
                 .map_err(|err| failed(&err))?;
             let seccomp = (!plan.seccomp.is_empty())
                 .then(|| crate::seccomp_profile::combined(&plan.seccomp))
@@ -256,9 +258,9 @@ pub fn main() -> ! {
                         detail: err.to_string(),
                     })
                 })?;
-            Ok((plan, template, seccomp, mounts))
+            Ok((plan, seccomp, root))
         });
-        stages.mark("mount namespace");
+        stages.mark("mount namespace and ruleset");
         let args = ChildArgs {
             fds: [
                 stdin.as_raw_fd(),
@@ -267,18 +269,15 @@ pub fn main() -> ! {
                 plan_socket.as_raw_fd(),
             ],
             spawner: spawner.as_raw_fd(),
-            task: prepared
-                .as_ref()
-                .map(|(plan, template, seccomp, mounts)| Task {
-                    plan,
-                    template,
-                    seccomp: seccomp.as_deref(),
-                    mounts,
-                }),
+            task: prepared.as_ref().map(|(plan, seccomp, root)| Task {
+                plan,
+                seccomp: seccomp.as_deref(),
+                root,
+            }),
             stages: &stages,
         };
         let spawned = vfork.spawn(child_main, &args);
-        let mount_ns = prepared.ok().map(|(_, _, _, mounts)| mounts);
+        let mount_ns = prepared.ok().map(|(_, _, root)| root.mounts);
         match spawned {
             Ok((child, pidfd)) => {
                 // That launcher's: the next needs new ones.
@@ -310,8 +309,9 @@ struct Live {
 
 /// What the spawner does when nothing waits: it makes the ipc and uts
 /// namespaces its next launcher starts in ([`namespaces::make_next`]) and
-/// the next task's mount namespace ([`mounts::make_task_namespace`]), and
-/// tears ended tasks' mount namespaces down ([`EndedMounts`]).
+/// the next task's mount namespace and Landlock ruleset
+/// ([`mounts::make_task_root`]), and tears ended tasks' mount namespaces
+/// down ([`EndedMounts`]).
 struct Chores {
     /// We are in ipc and uts namespaces in which no launcher has started.
     fresh: bool,
@@ -325,12 +325,12 @@ struct Chores {
     ended: EndedMounts,
     /// Where we return after making a task's mount namespace.
     home: mounts::Home,
-    /// A mount namespace made ahead, for a task like the last, used by no
-    /// task yet.
-    next_mounts: Option<(mounts::TaskMountsSpec, OwnedFd)>,
-    /// The last task's mounts and its template's namespace: what the next
-    /// task most likely needs.
-    last_mounts: Option<(mounts::TaskMountsSpec, std::fs::File)>,
+    /// A mount namespace and ruleset made ahead, for a task like the last,
+    /// used by no task yet.
+    next_root: Option<(mounts::TaskRootSpec, mounts::TaskRoot)>,
+    /// The last task's spec and template: what the next task most likely
+    /// needs.
+    last_root: Option<(mounts::TaskRootSpec, Rc<template::Template>)>,
 }
 
 impl Chores {
@@ -342,72 +342,70 @@ impl Chores {
             last_shared_memory: None,
             ended: EndedMounts::default(),
             home,
-            next_mounts: None,
-            last_mounts: None,
+            next_root: None,
+            last_root: None,
         }
     }
 
     /// Whether there is something to do when idle.
     fn pending(&self) -> bool {
-        (!self.fresh && !self.failed) || self.wants_mounts() || !self.ended.0.is_empty()
+        (!self.fresh && !self.failed) || self.wants_root() || !self.ended.0.is_empty()
     }
 
-    /// Whether a mount namespace should be made ahead.
-    fn wants_mounts(&self) -> bool {
-        self.next_mounts.is_none() && self.last_mounts.is_some()
+    /// Whether a mount namespace and ruleset should be made ahead.
+    fn wants_root(&self) -> bool {
+        self.next_root.is_none() && self.last_root.is_some()
     }
 
     /// One chore: the next launcher's namespaces first (and, after a
     /// failure, again only when nothing else is left: see
-    /// [`Chores::idle_timeout`]), then the next task's mount namespace,
-    /// then an ended task's teardown.
+    /// [`Chores::idle_timeout`]), then the next task's mount namespace
+    /// and ruleset, then an ended task's teardown.
     fn do_one(&mut self) {
-        let nothing_else = self.ended.0.is_empty() && !self.wants_mounts();
+        let nothing_else = self.ended.0.is_empty() && !self.wants_root();
         if !self.fresh && (!self.failed || nothing_else) {
             self.failed = self.make_next_namespaces().is_err();
-        } else if self.wants_mounts() {
-            self.make_mounts_ahead();
+        } else if self.wants_root() {
+            self.make_root_ahead();
         } else {
             self.ended.tear_down_one();
         }
     }
 
-    /// A mount namespace for a task like the last. When that fails, the
-    /// next request makes its own, and reports why it could not.
-    fn make_mounts_ahead(&mut self) {
-        if let Some((spec, template)) = self.last_mounts.take() {
-            if let Ok(ns) = mounts::make_task_namespace(&spec, template.as_fd(), &self.home) {
-                self.next_mounts = Some((spec.clone(), ns));
-                self.last_mounts = Some((spec, template));
+    /// A mount namespace and ruleset for a task like the last. When that
+    /// fails, the next request makes its own, and reports why it could not.
+    fn make_root_ahead(&mut self) {
+        if let Some((spec, template)) = self.last_root.take() {
+            if let Ok(root) = mounts::make_task_root(&spec, &template, &self.home) {
+                self.next_root = Some((spec.clone(), root));
+                self.last_root = Some((spec, template));
             }
         }
     }
 
-    /// The mount namespace of the task `plan` asks for, in a copy of
-    /// `template`: the one made ahead if it fits, else one made now. One
-    /// made ahead that does not fit (another policy's) is torn down later,
-    /// as an ended task's.
-    fn task_mounts(
+    /// The mount namespace and ruleset of the task `plan` asks for, in a
+    /// copy of `template`: the ones made ahead if they fit, else ones made
+    /// now. A namespace made ahead that does not fit (another policy's) is
+    /// torn down later, as an ended task's.
+    fn task_root(
         &mut self,
         plan: &LaunchPlan,
-        template: &template::Template,
-    ) -> Result<OwnedFd, LaunchError> {
-        let spec = mounts::TaskMountsSpec::of(plan, template.id);
-        let ns = match self.next_mounts.take() {
-            Some((ahead, ns)) if ahead == spec => ns,
+        template: &Rc<template::Template>,
+    ) -> Result<mounts::TaskRoot, LaunchError> {
+        let spec = mounts::TaskRootSpec::of(plan, template.id);
+        let root = match self.next_root.take() {
+            Some((ahead, root)) if ahead == spec => root,
             other => {
                 if let Some((_, unfit)) = other {
-                    self.ended.push(unfit);
+                    self.ended.push(unfit.mounts);
                 }
-                mounts::make_task_namespace(&spec, template.ns.as_fd(), &self.home)?
+                mounts::make_task_root(&spec, template, &self.home)?
             }
         };
-        // The template's namespace is copied (a `dup`) only when the spec
-        // changes, not for every task.
-        if self.last_mounts.as_ref().map(|(last, _)| last) != Some(&spec) {
-            self.last_mounts = template.ns.try_clone().ok().map(|ns| (spec, ns));
+        if self.last_root.as_ref().map(|(last, _)| last) != Some(&spec) {
+            self.last_root = Some((spec, template.clone()));
         }
-        Ok(ns)
+        Ok(root)
     }
 
     /// How long to wait for work: not at all when a chore is pending; for
@@ -487,11 +485,11 @@ impl EndedMounts {
 /// (see [`vfork`]).
 struct Task<'a> {
     plan: &'a LaunchPlan,
-    template: &'a template::Template,
     /// The merged seccomp program, unless the plan names no filter.
     seccomp: Option<&'a [crate::seccomp_bpf::Insn]>,
-    /// The task's mount namespace, made by the spawner for it alone.
-    mounts: &'a OwnedFd,
+    /// The task's mount namespace and ruleset, made by the spawner for it
+    /// alone.
+    root: &'a mounts::TaskRoot,
 }
 
 /// Everything a task's init gets from the spawner.
@@ -729,21 +727,13 @@ fn init(
     spawner: OwnedFd,
     mut stages: Timeline,
 ) -> Result<std::convert::Infallible, LaunchError> {
-    let Task {
-        plan,
-        template,
-        mounts,
-        ..
-    } = *task;
+    let Task { plan, root, .. } = *task;
     // 1. Nothing of the supervisor's may reach the task: close every fd but
     //    stdio and the plan socket (and, until the init is done with them,
-    //    the spawner's pidfd, the task's mount namespace and the template
-    //    root's files opened for Landlock), reset signal dispositions and
-    //    mask.
-    let keep: Vec<_> = [spawner.as_fd(), mounts.as_fd()]
-        .into_iter()
-        .chain(template.opened.iter().map(|o| o.fd.as_fd()))
-        .collect();
+    //    the spawner's pidfd, the task's mount namespace and its Landlock
+    //    ruleset), reset signal dispositions and mask.
+    let mut keep = vec![spawner.as_fd(), root.mounts.as_fd()];
+    keep.extend(root.ruleset.as_ref().map(|r| r.as_fd()));
     fds::sanitize(&keep)?;
     // 2. A new session, so the task has no controlling terminal and the
     //    supervisor's process group signals do not reach it.
@@ -754,7 +744,7 @@ fn init(
     //    root with its scratch, /tmp and /dev/shm tmpfs (the pid namespace
     //    came with the clone, the ipc and uts ones were made by the
     //    spawner too).
-    namespaces::enter(plan, mounts.as_fd())?;
+    namespaces::enter(plan, root.mounts.as_fd())?;
     stages.mark("network and mount namespaces");
     // 4. What only the task's init can add: its scratch dir holding the
     //    credentials, a /proc of this pid namespace.
@@ -763,14 +753,11 @@ fn init(
     // 5. rlimits while still root (lowering needs no privilege, but NPROC
     //    must be in place before the uid switch is counted).
     rlimits::apply(&plan.rlimits)?;
-    // 6. Open everything Landlock and exec need while we can still see it,
-    //    and build the ruleset. The seccomp filters were compiled by the
-    //    spawner before it forked.
-    let ruleset = landlock::prepare(plan, &template.opened)?;
-    for o in &template.opened {
-        fds::close_inherited(o.fd.as_fd());
-    }
-    stages.mark("rlimits, Landlock ruleset");
+    // 6. Landlock's rules on the scratch dir and /proc (the spawner made
+    //    the rest of the ruleset); the program opened while we can still
+    //    see it. The seccomp filters were compiled by the spawner.
+    let ruleset = root.ruleset.as_ref().map(|r| r.finish(plan)).transpose()?;
+    stages.mark("rlimits, Landlock rules");
     let program = exec::Program::open(plan)?;
     stages.mark("open (and hash) the program");
     // 7. Drop every capability (the bounding set came empty from the

@@ -9,8 +9,8 @@
 //!
 //! A template also keeps its files opened for Landlock (`O_PATH`, see
 //! [`Opened`]): a rule names an inode, and a task's copy of the template
-//! has the same inodes, so each init adds its rules with these descriptors
-//! instead of walking every path again (about 3 µs each).
+//! has the same inodes, so the spawner adds each task's rules with these
+//! descriptors instead of walking every path again (about 3 µs each).
 //!
 //! Every mount of a template is private and read-only, so tasks share its
 //! superblocks without being able to write to them or see each other's
@@ -25,6 +25,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use nix::unistd::ForkResult;
 
@@ -37,7 +38,7 @@ const KEPT: usize = 16;
 /// The spawner's templates.
 #[derive(Default)]
 pub struct Templates {
-    by_spec: HashMap<TemplateSpec, (Stamps, Template)>,
+    by_spec: HashMap<TemplateSpec, (Stamps, Rc<Template>)>,
     used: VecDeque<TemplateSpec>,
 }
 
@@ -45,6 +46,8 @@ pub struct Templates {
 pub struct Template {
     /// Unique among the spawner's templates, a rebuilt one's included.
     pub id: u64,
+    /// What it was built from.
+    pub spec: TemplateSpec,
     /// The mount namespace.
     pub ns: File,
     /// The paths of the template's Landlock rules that every task sees as
@@ -67,7 +70,7 @@ pub struct Opened {
 impl Templates {
     /// The template namespace for `plan`, built now when there is none or
     /// a path behind the one there is now another file.
-    pub fn get(&mut self, plan: &LaunchPlan) -> Result<&Template, String> {
+    pub fn get(&mut self, plan: &LaunchPlan) -> Result<&Rc<Template>, String> {
         let spec = TemplateSpec::of(plan);
         let stamps = stamps(&spec);
         let fresh = self
@@ -75,8 +78,9 @@ impl Templates {
             .get(&spec)
             .is_some_and(|(built, _)| *built == stamps);
         if !fresh {
-            let ns = build(&spec)?;
-            self.by_spec.insert(spec.clone(), (stamps, ns));
+            let template = build(&spec)?;
+            self.by_spec
+                .insert(spec.clone(), (stamps, Rc::new(template)));
         }
         self.used.retain(|s| *s != spec);
         self.used.push_back(spec.clone());
@@ -137,6 +141,7 @@ fn build(spec: &TemplateSpec) -> Result<Template, String> {
                     .map_err(|e| format!("open the template's namespace: {e}"))
                     .map(|ns| Template {
                         id: next_id(),
+                        spec: spec.clone(),
                         ns,
                         opened: open_in(child, spec),
                     })
@@ -153,8 +158,8 @@ fn build(spec: &TemplateSpec) -> Result<Template, String> {
 /// Opens the template's Landlock paths in the root of `child` (which is
 /// in the template): the read-only paths, the executables and the device
 /// nodes, except what a task's own mounts hide (under its /tmp, /dev/shm,
-/// /proc or scratch root). A path that does not open is left to the init,
-/// which reports it as it always did.
+/// /proc or scratch root). A path that does not open is opened again in
+/// each task's copy, which reports it.
 fn open_in(child: nix::unistd::Pid, spec: &TemplateSpec) -> Vec<Opened> {
     use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
     let Ok(root) = File::open(format!("/proc/{child}/root")) else {

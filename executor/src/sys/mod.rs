@@ -31,6 +31,48 @@ pub fn landlock_abi() -> i32 {
     check(ret).map_or(0, |v| v as i32)
 }
 
+/// Adds a path-beneath rule to a Landlock ruleset: `access` (the kernel's
+/// `LANDLOCK_ACCESS_FS_*` bits) on everything beneath `parent`. For a
+/// ruleset the spawner made, to which a task's init adds what only it can
+/// open (the `landlock` crate builds rulesets from its own types only).
+pub fn landlock_add_path_rule(
+    ruleset: BorrowedFd<'_>,
+    parent: BorrowedFd<'_>,
+    access: u64,
+) -> Result<(), Errno> {
+    /// `struct landlock_path_beneath_attr` (packed, as the kernel's).
+    #[repr(C, packed)]
+    struct PathBeneath {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+    const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+    let attr = PathBeneath {
+        allowed_access: access,
+        parent_fd: parent.as_raw_fd(),
+    };
+    // SAFETY: `attr` is a live, correctly laid out rule attribute that the
+    // kernel only reads; both descriptors are borrowed and valid.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset.as_raw_fd(),
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneath,
+            0u32,
+        )
+    })
+    .map(drop)
+}
+
+/// Restricts the calling thread (and what it execs) with a Landlock
+/// ruleset (landlock_restrict_self(2)); needs no_new_privs first.
+pub fn landlock_restrict_self(ruleset: BorrowedFd<'_>) -> Result<(), Errno> {
+    // SAFETY: takes a borrowed, valid descriptor and no pointer.
+    check(unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) })
+        .map(drop)
+}
+
 /// Closes every fd from `first` to `last`, both included.
 pub fn close_fd_range(first: u32, last: u32) -> Result<(), Errno> {
     // SAFETY: close_range only closes descriptors; the caller owns every fd
