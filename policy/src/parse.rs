@@ -596,6 +596,7 @@ impl Check {
     fn read_only(&mut self, path: &Spanned<String>, i: usize, scratch_root: &Path) -> PathBuf {
         let key = format!("sandbox.read_only[{}]", i + 1);
         let ro = self.path(path, key.clone());
+        self.not_under_proc(path, &key, &ro);
         if ro.is_absolute() && scratch_root.starts_with(&ro) {
             self.push(
                 path.span(),
@@ -608,6 +609,18 @@ impl Check {
             );
         }
         ro
+    }
+
+    /// Each task gets a /proc of its own (read-only to it), mounted over
+    /// whatever the policy would put there.
+    fn not_under_proc(&mut self, path: &Spanned<String>, key: &str, p: &Path) {
+        if p.starts_with("/proc") {
+            self.push(
+                path.span(),
+                key.to_string(),
+                format!("{} is under /proc, which every task gets its own of (it may read that already): remove it", clip(path.get_ref())),
+            );
+        }
     }
 
     /// The scratch root must survive the task's private mounts: a task gets
@@ -768,6 +781,7 @@ impl Check {
         for (i, file) in files.iter().enumerate() {
             let key = format!("program[{}]", i + 1);
             let path = self.path(&file.path, format!("{key}.path"));
+            self.not_under_proc(&file.path, &format!("{key}.path"), &path);
             if let Some(first) = seen.insert(file.path.get_ref(), i + 1) {
                 let msg = format!(
                     "{} is already allowed by program[{first}]: merge the two rules",

@@ -237,6 +237,11 @@ fn each_kind_of_error_reports_line_column_and_key() {
             vec!["p.toml:7:26: sandbox.read_only[2]: /var/lib contains the scratch root /var/lib/airlock/tasks: every task's scratch dir is a tmpfs mounted below it, which a read-only bind cannot hold; list narrower paths, or move sandbox.scratch_root out of it"],
         ),
         (
+            "read-only path under /proc",
+            edit("read_only", "read_only = [\"/usr/lib\", \"/proc/cpuinfo\"]"),
+            vec!["p.toml:7:26: sandbox.read_only[2]: /proc/cpuinfo is under /proc, which every task gets its own of (it may read that already): remove it"],
+        ),
+        (
             "relative path",
             edit("read_only", "read_only = [\"/usr/lib\", \"etc\"]"),
             vec!["p.toml:7:26: sandbox.read_only[2]: \"etc\" is relative: write an absolute path starting with /"],

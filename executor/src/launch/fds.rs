@@ -2,7 +2,7 @@
 //!
 //! The spawner hands each launcher its stdio and the plan socket, and the
 //! fds the init uses while still root (the spawner's pidfd, the task's
-//! mount namespace, the template root's files opened for Landlock); the
+//! mount namespace, its Landlock ruleset); the
 //! launcher closes every other fd above 3 with
 //! `close_range(2)` (it inherits the spawner's, all close-on-exec), marks the plan
 //! socket close-on-exec so the program never inherits it, and unblocks all
@@ -33,7 +33,7 @@ pub fn take_plan_socket() -> UnixStream {
 }
 
 /// Closes every inherited fd but stdio, the plan socket and `keep` (the
-/// spawner's pidfd, the task's mount namespace and the template's files,
+/// spawner's pidfd, the task's mount namespace and its Landlock ruleset,
 /// until the init is done with them), marks the plan socket CLOEXEC,
 /// unblocks every signal.
 pub fn sanitize(keep: &[std::os::fd::BorrowedFd<'_>]) -> Result<(), LaunchError> {
@@ -59,7 +59,7 @@ pub fn sanitize(keep: &[std::os::fd::BorrowedFd<'_>]) -> Result<(), LaunchError>
 }
 
 /// Closes this launcher's copy of a descriptor it borrows from the
-/// spawner's state (a template's), once it is done with it.
+/// spawner's state (the task's ruleset), once it is done with it.
 pub fn close_inherited(fd: std::os::fd::BorrowedFd<'_>) {
     use std::os::fd::AsRawFd;
     let fd = fd.as_raw_fd() as u32;

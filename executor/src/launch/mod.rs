@@ -756,6 +756,16 @@ fn init(
     // 6. Landlock's rules on the scratch dir and /proc (the spawner made
     //    the rest of the ruleset); the program opened while we can still
     //    see it. The seccomp filters were compiled by the spawner.
+    if root.ruleset.is_some() != (plan.landlock_abi >= 1) {
+        return Err(LaunchError::Check {
+            step: "add landlock rules".into(),
+            detail: format!(
+                "the spawner made {} ruleset for Landlock ABI {}",
+                if root.ruleset.is_some() { "a" } else { "no" },
+                plan.landlock_abi
+            ),
+        });
+    }
     let ruleset = root.ruleset.as_ref().map(|r| r.finish(plan)).transpose()?;
     stages.mark("rlimits, Landlock rules");
     let program = exec::Program::open(plan)?;

@@ -16,7 +16,7 @@ use super::{io, sys, LaunchError};
 
 /// Joins the planned network namespace, then the task's mount namespace,
 /// which the spawner made for this task alone (a copy of its template
-/// root with its tmpfs: `mounts::make_task_namespace`). The network comes
+/// root with its tmpfs: `mounts::make_task_root`). The network comes
 /// first: its path is under the host's /proc.
 pub fn enter(plan: &LaunchPlan, mounts: BorrowedFd<'_>) -> Result<(), LaunchError> {
     let ns = std::fs::File::open(&plan.netns).map_err(io("open the task's network namespace"))?;

@@ -2,7 +2,7 @@
 //! spawner for each policy and set of executables, in a mount namespace of
 //! its own. For each task the spawner makes a private copy of it, with the
 //! task's tmpfs (scratch, /tmp, /dev/shm:
-//! [`super::mounts::make_task_namespace`]), and the task's init adds only
+//! [`super::mounts::make_task_root`]), and the task's init adds only
 //! its dir, files and /proc ([`super::mounts::per_task`]). Building
 //! the tree (binds, mount points, links, device nodes) and tearing it down
 //! per task cost about half a millisecond of a task's start.
@@ -158,8 +158,9 @@ fn build(spec: &TemplateSpec) -> Result<Template, String> {
 /// Opens the template's Landlock paths in the root of `child` (which is
 /// in the template): the read-only paths, the executables and the device
 /// nodes, except what a task's own mounts hide (under its /tmp, /dev/shm,
-/// /proc or scratch root). A path that does not open is opened again in
-/// each task's copy, which reports it.
+/// /proc or scratch root: the policy refuses paths under /proc, and the
+/// others are missing in each task's fresh tmpfs). A path that does not
+/// open here is opened again in each task's copy, which reports it.
 fn open_in(child: nix::unistd::Pid, spec: &TemplateSpec) -> Vec<Opened> {
     use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
     let Ok(root) = File::open(format!("/proc/{child}/root")) else {
