@@ -342,11 +342,11 @@ impl Check {
             read_only: (sandbox.read_only.iter().enumerate())
                 .map(|(i, p)| self.read_only(p, i, &scratch_root))
                 .collect(),
-            scratch_root,
+            scratch_root: scratch_root.clone(),
             best_effort: self.layers(&sandbox.best_effort),
             network: self.network(&f.network),
             limits: self.limits(&f.limits),
-            programs: self.programs(&f.program),
+            programs: self.programs(&f.program, &scratch_root),
             credentials: f.credentials.as_ref().map(|c| self.credentials(c)),
             entitlements: self.entitlements(&f.entitlement, f.credentials.is_some()),
             roles: self.roles(&f.role),
@@ -596,7 +596,7 @@ impl Check {
     fn read_only(&mut self, path: &Spanned<String>, i: usize, scratch_root: &Path) -> PathBuf {
         let key = format!("sandbox.read_only[{}]", i + 1);
         let ro = self.path(path, key.clone());
-        self.not_under_proc(path, &key, &ro);
+        self.not_hidden(path, &key, &ro, scratch_root);
         if ro.is_absolute() && scratch_root.starts_with(&ro) {
             self.push(
                 path.span(),
@@ -611,16 +611,25 @@ impl Check {
         ro
     }
 
-    /// Each task gets a /proc of its own (read-only to it), mounted over
-    /// whatever the policy would put there.
-    fn not_under_proc(&mut self, path: &Spanned<String>, key: &str, p: &Path) {
-        if p.starts_with("/proc") {
-            self.push(
-                path.span(),
-                key.to_string(),
-                format!("{} is under /proc, which every task gets its own of (it may read that already): remove it", clip(path.get_ref())),
-            );
-        }
+    /// A path a task could never see: each task gets its own /proc (which
+    /// it may read), and fresh, empty tmpfs on /tmp, /dev/shm and the
+    /// scratch root, mounted over whatever the policy would put there.
+    fn not_hidden(&mut self, path: &Spanned<String>, key: &str, p: &Path, scratch_root: &Path) {
+        let why = if p.starts_with("/proc") {
+            "/proc, which every task gets its own of (it may read that already): remove it"
+                .to_string()
+        } else if let Some(m) = ["/tmp", "/dev/shm"].iter().find(|m| p.starts_with(m)) {
+            format!("{m}, which every task gets a private, empty mount of: move it elsewhere")
+        } else if scratch_root.is_absolute() && p.starts_with(scratch_root) {
+            format!(
+                "the scratch root {}, where every task gets a private, empty mount: move it elsewhere",
+                scratch_root.display()
+            )
+        } else {
+            return;
+        };
+        let msg = format!("{} is under {why}", clip(path.get_ref()));
+        self.push(path.span(), key.to_string(), msg);
     }
 
     /// The scratch root must survive the task's private mounts: a task gets
@@ -771,7 +780,7 @@ impl Check {
         default
     }
 
-    fn programs(&mut self, files: &[ProgramFile]) -> Vec<ProgramRule> {
+    fn programs(&mut self, files: &[ProgramFile], scratch_root: &Path) -> Vec<ProgramRule> {
         if files.is_empty() {
             let msg = "no program is allowed: add a [[program]] table with the path of a program tasks may run";
             self.push(0..0, "program", msg);
@@ -781,7 +790,7 @@ impl Check {
         for (i, file) in files.iter().enumerate() {
             let key = format!("program[{}]", i + 1);
             let path = self.path(&file.path, format!("{key}.path"));
-            self.not_under_proc(&file.path, &format!("{key}.path"), &path);
+            self.not_hidden(&file.path, &format!("{key}.path"), &path, scratch_root);
             if let Some(first) = seen.insert(file.path.get_ref(), i + 1) {
                 let msg = format!(
                     "{} is already allowed by program[{first}]: merge the two rules",

@@ -45,8 +45,10 @@ const INTERPRETERS: [&str; 24] = [
     "julia",
 ];
 
-/// Places any task (or anyone on the host) can write.
-const WRITABLE: [&str; 3] = ["/tmp", "/var/tmp", "/dev/shm"];
+/// Places anyone on the host can write that a task still sees if the
+/// policy lists them (a task's /tmp, /dev/shm and scratch root are its
+/// own, and the policy refuses read-only paths under them).
+const WRITABLE: [&str; 1] = ["/var/tmp"];
 
 /// Directories full of executables: with the dynamic loader allowlisted (it
 /// is, for every dynamically linked program), `ld.so FILE` runs any ELF file
@@ -92,16 +94,10 @@ impl Policy {
     pub fn warnings(&self, host: &HostFacts) -> Vec<PolicyWarning> {
         let mut out = Vec::new();
         let mut warn = |key: String, message: String| out.push(PolicyWarning { key, message });
-        let scratch = &self.scratch_root;
-        let writable: Vec<&Path> = WRITABLE
-            .iter()
-            .map(Path::new)
-            .chain([scratch.as_path()])
-            .collect();
         let mut code_dirs = Vec::new();
         for (i, ro) in self.read_only.iter().enumerate() {
             let key = format!("sandbox.read_only[{}]", i + 1);
-            if let Some(w) = writable.iter().find(|w| ro.starts_with(w)) {
+            if let Some(w) = WRITABLE.iter().find(|w| ro.starts_with(w)) {
                 code_dirs.push((key.clone(), ro, *w));
             }
             if let Some(dir) = EXECUTABLE_DIRS
@@ -167,12 +163,12 @@ impl Policy {
                     warn(
                         format!("{key}.path"),
                         format!(
-                            "{} runs code it reads, and {ro_key} ({}) lies under {}, which \
-                             tasks can write: one tenant could plant code there that another \
-                             tenant's {} then loads; keep read-only paths out of writable places",
+                            "{} runs code it reads, and {ro_key} ({}) lies under {w}, which \
+                             anyone on the host can write: one host user could plant code there \
+                             that a tenant's {} then loads; keep read-only paths out of writable \
+                             places",
                             rule.path.display(),
                             ro.display(),
-                            w.display(),
                             rule.path.file_name().map_or_else(
                                 || rule.path.display().to_string(),
                                 |n| n.to_string_lossy().into_owned()

@@ -242,6 +242,16 @@ fn each_kind_of_error_reports_line_column_and_key() {
             vec!["p.toml:7:26: sandbox.read_only[2]: /proc/cpuinfo is under /proc, which every task gets its own of (it may read that already): remove it"],
         ),
         (
+            "read-only path under /dev/shm",
+            edit("read_only", "read_only = [\"/usr/lib\", \"/dev/shm/libs\"]"),
+            vec!["p.toml:7:26: sandbox.read_only[2]: /dev/shm/libs is under /dev/shm, which every task gets a private, empty mount of: move it elsewhere"],
+        ),
+        (
+            "read-only path under the scratch root",
+            edit("read_only", "read_only = [\"/usr/lib\", \"/var/lib/airlock/tasks/shared\"]"),
+            vec!["p.toml:7:26: sandbox.read_only[2]: /var/lib/airlock/tasks/shared is under the scratch root /var/lib/airlock/tasks, where every task gets a private, empty mount: move it elsewhere"],
+        ),
+        (
             "relative path",
             edit("read_only", "read_only = [\"/usr/lib\", \"etc\"]"),
             vec!["p.toml:7:26: sandbox.read_only[2]: \"etc\" is relative: write an absolute path starting with /"],

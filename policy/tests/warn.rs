@@ -50,11 +50,10 @@ fn each_risky_entry_is_warned_about_with_its_key() {
     let cases: Vec<(&str, String, HostFacts, Vec<&str>)> = vec![
         (
             "interpreter with a read-only path in a tenant-writable place",
-            ro(r#"["/etc", "/var/lib/airlock/tasks/shared", "/dev/shm/libs"]"#),
+            ro(r#"["/etc", "/var/tmp/libs"]"#),
             HostFacts::default(),
             vec![
-                "program[1].path: /usr/bin/python3 runs code it reads, and sandbox.read_only[2] (/var/lib/airlock/tasks/shared) lies under /var/lib/airlock/tasks, which tasks can write: one tenant could plant code there that another tenant's python3 then loads; keep read-only paths out of writable places",
-                "program[1].path: /usr/bin/python3 runs code it reads, and sandbox.read_only[3] (/dev/shm/libs) lies under /dev/shm, which tasks can write: one tenant could plant code there that another tenant's python3 then loads; keep read-only paths out of writable places",
+                "program[1].path: /usr/bin/python3 runs code it reads, and sandbox.read_only[2] (/var/tmp/libs) lies under /var/tmp, which anyone on the host can write: one host user could plant code there that a tenant's python3 then loads; keep read-only paths out of writable places",
             ],
         ),
         (
