@@ -176,12 +176,6 @@ print(json.dumps({"total": total, "error": err, "size": st.f_blocks * st.f_frsiz
     assert!(status.message().contains("limits.scratch"), "{status:?}");
 }
 
-/// System V IPC is bounded per task: its shared memory by the policy's
-/// `tmp` size (16 MiB here), like /tmp and /dev/shm, its message queues
-/// and semaphores by small fixed counts. A fresh ipc namespace's own
-/// bounds are practically none, and what no process has attached counts
-/// against no rlimit: without these a task could hold the worker's memory
-/// until its deadline.
 /// A spawner makes the next task's mount namespace while idle, with the
 /// scratch size of the last task's request: a request for another size
 /// must get a namespace of its own, never the one made ahead, and never a
@@ -218,6 +212,13 @@ async fn each_task_gets_the_scratch_size_it_asked_for() {
     }
 }
 
+/// System V IPC is bounded per task: its shared memory by the policy's
+/// `tmp` size (16 MiB here), like /tmp and /dev/shm, its message queues
+/// and semaphores by small fixed counts. A fresh ipc namespace's own
+/// bounds are practically none, and what no process has attached counts
+/// against no rlimit: without these a task could hold the worker's memory
+/// until its deadline. Empty messages cost the kernel 64 bytes each, and a
+/// queue holds as many as its size in bytes: so few queues.
 #[tokio::test]
 async fn system_v_ipc_is_bounded() {
     if !privileged() {
@@ -242,18 +243,28 @@ while libc.shmget(IPC_PRIVATE, 4 * MiB, IPC_CREAT | 0o600) >= 0:
     segments += 1
     if segments > 64: break
 shm_end = err()
-queues = 0
-while libc.msgget(IPC_PRIVATE, IPC_CREAT | 0o600) >= 0:
-    queues += 1
-    if queues > 100000: break
+ids = []
+while len(ids) <= 100000:
+    q = libc.msgget(IPC_PRIVATE, IPC_CREAT | 0o600)
+    if q < 0: break
+    ids.append(q)
+queues = len(ids)
 msg_end = err()
+libc.msgsnd.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+IPC_NOWAIT = 0o4000
+empty = ctypes.c_long(1)
+held = 0
+for q in ids:
+    while libc.msgsnd(q, ctypes.byref(empty), 0, IPC_NOWAIT) == 0:
+        held += 1
+        if held > 10**7: break
 sets = 0
 while libc.semget(IPC_PRIVATE, 250, IPC_CREAT | 0o600) >= 0:
     sets += 1
     if sets > 100000: break
 sem_end = err()
 print(json.dumps({"one": one, "segments": segments, "shm_end": shm_end,
-                  "queues": queues, "msg_end": msg_end, "sets": sets, "sem_end": sem_end}))
+                  "queues": queues, "msg_end": msg_end, "held": held, "sets": sets, "sem_end": sem_end}))
 "#,
         )
         .await
@@ -262,8 +273,11 @@ print(json.dumps({"one": one, "segments": segments, "shm_end": shm_end,
     assert_eq!(v["one"], "ENOSPC", "{v}");
     assert_eq!(v["segments"], 4, "{v}");
     assert_eq!(v["shm_end"], "ENOSPC", "{v}");
-    assert_eq!(v["queues"], 32, "{v}");
+    assert_eq!(v["queues"], 4, "{v}");
     assert_eq!(v["msg_end"], "ENOSPC", "{v}");
+    // Each queue takes as many empty messages as its 16 KiB: 4 MiB of
+    // kernel memory in all.
+    assert_eq!(v["held"], 4 * 16384, "{v}");
     // 32,000 semaphores: 128 sets of 250.
     assert_eq!(v["sets"], 128, "{v}");
     assert_eq!(v["sem_end"], "ENOSPC", "{v}");

@@ -43,12 +43,14 @@ pub fn make_next() -> Result<(), LaunchError> {
         .map_err(sys("unshare ipc and uts namespaces"))?;
     nix::unistd::sethostname("airlock").map_err(sys("set hostname"))?;
     set_domainname(b"(none)")?;
-    // What no plan changes: at most 32 message queues of 16 KiB (the
-    // default size; 512 KiB in all) and 32,000 semaphores in 128 sets,
-    // Linux's old defaults. A new ipc namespace's own allow 32,000 queues,
-    // about 500 MiB, and a billion semaphores, all of it kernel memory
-    // that no rlimit counts.
-    write_sysctl("kernel/msgmni", "32")?;
+    // What no plan changes: at most 4 message queues of 16 KiB (the
+    // default size), each also holding at most 16,384 messages, which
+    // empty ones make about 1 MiB of kernel memory (4 MiB in all), and
+    // 32,000 semaphores in 128 sets (Linux's old default, about 2 MiB). A
+    // new ipc namespace's own allow 32,000 queues, some 32 GiB of empty
+    // messages, and a billion semaphores, all of it kernel memory that no
+    // rlimit counts.
+    write_sysctl("kernel/msgmni", "4")?;
     write_sysctl("kernel/sem", "250 32000 32 128")
 }
 
