@@ -424,10 +424,10 @@ async fn launchers_leave_nothing_in_their_spawners_memory_even_when_killed_in_se
 
 /// A spawner holds each task's mount namespace past the task's end, so
 /// that its teardown (unmounting, the end of the task's tmpfs) comes after
-/// the end is reported (`launch::EndedMounts`), and tears it down as soon
-/// as it has nothing else to do: nothing of an ended task stays.
+/// the end is reported, and then hands it to a process of its own that
+/// tears it down (`launch::Teardown`): nothing of an ended task stays.
 #[tokio::test]
-async fn an_ended_tasks_mounts_are_torn_down_once_its_spawner_is_idle() {
+async fn an_ended_tasks_mounts_are_torn_down_after_its_end() {
     if !privileged() {
         return;
     }
@@ -463,8 +463,14 @@ async fn an_ended_tasks_mounts_are_torn_down_once_its_spawner_is_idle() {
             .is_ok_and(|s| s.success())
     };
     let held = || -> Vec<String> {
-        spawners(d.pid())
+        let spawners = spawners(d.pid());
+        let teardowns = spawners
             .iter()
+            .flat_map(|&s| children(s, "airlock-unmount"));
+        spawners
+            .iter()
+            .copied()
+            .chain(teardowns)
             .flat_map(|pid| {
                 std::fs::read_dir(format!("/proc/{pid}/fd"))
                     .into_iter()
@@ -481,7 +487,7 @@ async fn an_ended_tasks_mounts_are_torn_down_once_its_spawner_is_idle() {
     while !held().is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
-            "idle spawners still hold ended tasks' mount namespaces: {:?}",
+            "spawners or their teardown processes still hold ended tasks' mount namespaces: {:?}",
             held()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -520,6 +526,11 @@ async fn spawners_stay_in_airlockds_chroot() {
 
 /// airlockd's spawners: its children named airlock-launch.
 fn spawners(parent: i32) -> Vec<i32> {
+    children(parent, "airlock-launch")
+}
+
+/// The live children of `parent` named `comm`.
+fn children(parent: i32, comm: &str) -> Vec<i32> {
     let mut pids: Vec<i32> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -531,7 +542,7 @@ fn spawners(parent: i32) -> Vec<i32> {
             let mut fields = after.split_whitespace();
             // A killed spawner stays a zombie until airlockd next uses its
             // slot.
-            stat.contains("(airlock-launch)")
+            stat.contains(&format!("({comm})"))
                 && fields.next() != Some("Z")
                 && fields.next() == Some(&parent.to_string())
         })

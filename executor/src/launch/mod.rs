@@ -23,8 +23,8 @@
 //! task (double-forked daemons included), and it becomes readable only once
 //! the kernel has reaped every process of the namespace
 //! (pid_namespaces(7)). The spawner also makes the task's mount namespace
-//! (most often ahead, while idle), holds it, and tears it down after
-//! reporting the task's end ([`EndedMounts`]).
+//! (most often ahead, while idle), holds it, and hands it to a process of
+//! its own to tear down after reporting the task's end ([`Teardown`]).
 //! When airlockd's socket closes (airlockd ended, crashed or not) the
 //! spawner SIGKILLs every live task and exits; the init also has the
 //! spawner's death as its parent-death signal, until the program, which
@@ -201,11 +201,11 @@ pub fn main() -> ! {
     // Each live task's report socket and mount namespace, by the pid of
     // its process.
     let mut live: std::collections::HashMap<i32, Live> = Default::default();
-    let mut chores = Chores::new(home);
+    let mut chores = Chores::new(home, Teardown::start());
     loop {
         match wait_for_work(&control, &children, &mut chores) {
             Ok(Work::Reap) => {
-                reap(&children, &mut live, &mut chores.ended);
+                reap(&children, &mut live, &mut chores.teardown);
                 continue;
             }
             Ok(Work::Request) => {}
@@ -310,8 +310,7 @@ struct Live {
 /// What the spawner does when nothing waits: it makes the ipc and uts
 /// namespaces its next launcher starts in ([`namespaces::make_next`]) and
 /// the next task's mount namespace and Landlock ruleset
-/// ([`mounts::make_task_root`]), and tears ended tasks' mount namespaces
-/// down ([`EndedMounts`]).
+/// ([`mounts::make_task_root`]).
 struct Chores {
     /// We are in ipc and uts namespaces in which no launcher has started.
     fresh: bool,
@@ -322,7 +321,7 @@ struct Chores {
     shared_memory: Option<u64>,
     /// The bound the last launcher asked for.
     last_shared_memory: Option<u64>,
-    ended: EndedMounts,
+    teardown: Teardown,
     /// Where we return after making a task's mount namespace.
     home: mounts::Home,
     /// A mount namespace and ruleset made ahead, for a task like the last,
@@ -334,13 +333,13 @@ struct Chores {
 }
 
 impl Chores {
-    fn new(home: mounts::Home) -> Self {
+    fn new(home: mounts::Home, teardown: Teardown) -> Self {
         Self {
             fresh: false,
             failed: false,
             shared_memory: None,
             last_shared_memory: None,
-            ended: EndedMounts::default(),
+            teardown,
             home,
             next_root: None,
             last_root: None,
@@ -349,7 +348,7 @@ impl Chores {
 
     /// Whether there is something to do when idle.
     fn pending(&self) -> bool {
-        (!self.fresh && !self.failed) || self.wants_root() || !self.ended.0.is_empty()
+        (!self.fresh && !self.failed) || self.wants_root()
     }
 
     /// Whether a mount namespace and ruleset should be made ahead.
@@ -360,15 +359,12 @@ impl Chores {
     /// One chore: the next launcher's namespaces first (and, after a
     /// failure, again only when nothing else is left: see
     /// [`Chores::idle_timeout`]), then the next task's mount namespace
-    /// and ruleset, then an ended task's teardown.
+    /// and ruleset.
     fn do_one(&mut self) {
-        let nothing_else = self.ended.0.is_empty() && !self.wants_root();
-        if !self.fresh && (!self.failed || nothing_else) {
+        if !self.fresh && (!self.failed || !self.wants_root()) {
             self.failed = self.make_next_namespaces().is_err();
         } else if self.wants_root() {
             self.make_root_ahead();
-        } else {
-            self.ended.tear_down_one();
         }
     }
 
@@ -386,7 +382,7 @@ impl Chores {
     /// The mount namespace and ruleset of the task `plan` asks for, in a
     /// copy of `template`: the ones made ahead if they fit, else ones made
     /// now. A namespace made ahead that does not fit (another policy's) is
-    /// torn down later, as an ended task's.
+    /// torn down, as an ended task's.
     fn task_root(
         &mut self,
         plan: &LaunchPlan,
@@ -397,7 +393,7 @@ impl Chores {
             Some((ahead, root)) if ahead == spec => root,
             other => {
                 if let Some((_, unfit)) = other {
-                    self.ended.push(unfit.mounts);
+                    self.teardown.push(unfit.mounts);
                 }
                 mounts::make_task_root(&spec, template, &self.home)?
             }
@@ -448,36 +444,106 @@ impl Chores {
     }
 }
 
-/// Mount namespaces of ended tasks (see [`Live`]), torn down one at a
-/// time when the spawner has nothing else to do: a request or a task's
-/// end waits for none of them. What they hold (the tasks' tmpfs pages) is
-/// counted nowhere, so they may not wait long: past [`EndedMounts::KEPT`]
-/// of them, or when the oldest has waited [`EndedMounts::MAX_WAIT`], one
-/// is torn down before each request or reap, so that many tasks ending
-/// at once cost a request one teardown, not all of theirs.
-#[derive(Default)]
-struct EndedMounts(std::collections::VecDeque<(std::time::Instant, OwnedFd)>);
+/// Tears ended tasks' mount namespaces down (see [`Live`]) in a process of
+/// its own, so that no request waits for it. Closing the last reference
+/// to a namespace unmounts everything in it, waits for an RCU grace
+/// period and frees its tmpfs, whose every inode costs: a task that
+/// filled its tmpfs with files makes that 0.2 s here, which its next
+/// tenant's start would wait for if the spawner did it. What ended
+/// namespaces hold (their tasks' tmpfs pages) is counted nowhere, so at
+/// most [`Teardown::IN_FLIGHT`] wait for that process at once; past that,
+/// or without it, the spawner tears them down itself.
+struct Teardown {
+    /// Our end of the socket to that process (non-blocking), `None` if it
+    /// could not start or has gone.
+    socket: Option<OwnedFd>,
+    /// Namespaces sent whose teardown it has not yet confirmed.
+    in_flight: usize,
+}
 
-impl EndedMounts {
-    const KEPT: usize = 2;
-    const MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+impl Teardown {
+    const IN_FLIGHT: usize = 4;
 
+    /// Forks the process that tears namespaces down: it closes each
+    /// namespace it receives, confirms with one byte, and exits when our
+    /// end closes (or, by its parent-death signal, when we die).
+    fn start() -> Self {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let Ok((ours, theirs)) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        ) else {
+            return Self::without();
+        };
+        match fork_child() {
+            Ok(ForkResult::Child) => {
+                drop(ours);
+                let keep = theirs.as_raw_fd() as u32;
+                let _ = crate::sys::close_fd_range(3, keep - 1);
+                let _ = crate::sys::close_fd_range(keep + 1, u32::MAX);
+                let _ = nix::sys::prctl::set_name(c"airlock-unmount");
+                let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+                let mut buf = [0u8; 1];
+                while let Ok((1.., namespaces)) =
+                    crate::sys::recv_with_fds(theirs.as_fd(), &mut buf)
+                {
+                    drop(namespaces);
+                    let _ = nix::sys::socket::send(
+                        theirs.as_raw_fd(),
+                        b".",
+                        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+                    );
+                }
+                std::process::exit(0)
+            }
+            Ok(ForkResult::Parent { .. }) => {
+                let nonblocking = nix::fcntl::fcntl(
+                    &ours,
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                );
+                Self {
+                    socket: nonblocking.is_ok().then_some(ours),
+                    in_flight: 0,
+                }
+            }
+            Err(_) => Self::without(),
+        }
+    }
+
+    fn without() -> Self {
+        Self {
+            socket: None,
+            in_flight: 0,
+        }
+    }
+
+    /// An ended task's namespace, to tear down.
     fn push(&mut self, mount_ns: OwnedFd) {
-        self.0.push_back((std::time::Instant::now(), mount_ns));
-    }
-
-    /// Tears the oldest down.
-    fn tear_down_one(&mut self) {
-        self.0.pop_front();
-    }
-
-    /// Whether one must be torn down now, whatever waits.
-    fn overdue(&self) -> bool {
-        self.0.len() > Self::KEPT
-            || self
-                .0
-                .front()
-                .is_some_and(|(ended, _)| ended.elapsed() >= Self::MAX_WAIT)
+        let Some(socket) = &self.socket else {
+            return drop(mount_ns);
+        };
+        let mut acks = [0u8; 16];
+        loop {
+            match nix::unistd::read(socket, &mut acks) {
+                Ok(n @ 1..) => self.in_flight = self.in_flight.saturating_sub(n),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => break,
+                // Gone (0: closed): we tear down ourselves from now on.
+                Ok(0) | Err(_) => {
+                    self.socket = None;
+                    return drop(mount_ns);
+                }
+            }
+        }
+        if self.in_flight < Self::IN_FLIGHT
+            && crate::sys::send_with_fds(socket.as_fd(), b"N", &[mount_ns.as_raw_fd()]).is_ok()
+        {
+            self.in_flight += 1;
+        }
+        // Sent (the other process holds it now), or torn down here.
+        drop(mount_ns);
     }
 }
 
@@ -585,9 +651,6 @@ fn wait_for_work(
 ) -> nix::Result<Work> {
     use nix::poll::{poll, PollFd, PollFlags};
     loop {
-        if chores.ended.overdue() {
-            chores.ended.tear_down_one();
-        }
         let mut fds = [
             PollFd::new(children.as_fd(), PollFlags::POLLIN),
             PollFd::new(control.as_fd(), PollFlags::POLLIN),
@@ -619,7 +682,7 @@ fn wait_for_work(
 fn reap(
     children: &nix::sys::signalfd::SignalFd,
     live: &mut std::collections::HashMap<i32, Live>,
-    ended: &mut EndedMounts,
+    teardown: &mut Teardown,
 ) {
     while let Ok(Some(_)) = children.read_signal() {}
     loop {
@@ -654,7 +717,7 @@ fn reap(
         // namespace's teardown.
         drop(socket);
         if let Some(mount_ns) = mount_ns {
-            ended.push(mount_ns);
+            teardown.push(mount_ns);
         }
     }
 }
