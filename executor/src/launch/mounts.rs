@@ -81,16 +81,12 @@ impl TemplateSpec {
         Self {
             read_only: plan.read_only.clone(),
             executables: plan.executables.clone(),
-            scratch_root: scratch_root(plan),
+            scratch_root: plan
+                .scratch
+                .parent()
+                .map_or_else(|| PathBuf::from("/"), Path::to_path_buf),
         }
     }
-}
-
-/// Where scratch dirs live: the parent of the task's.
-fn scratch_root(plan: &LaunchPlan) -> PathBuf {
-    plan.scratch
-        .parent()
-        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
 }
 
 /// Builds a template root and makes it this mount namespace's root (the
@@ -173,10 +169,9 @@ pub fn build_template(spec: &TemplateSpec) -> Result<(), LaunchError> {
 /// and what its Landlock ruleset holds before the rules on those two.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRootSpec {
-    /// The template ([`super::template::Template::id`]).
+    /// The template ([`super::template::Template::id`]), which also says
+    /// where the scratch tmpfs goes (its scratch root).
     pub template: u64,
-    /// Where the scratch tmpfs goes.
-    pub scratch_root: PathBuf,
     /// The scratch tmpfs's size.
     pub scratch_bytes: u64,
     /// The size of /tmp's and /dev/shm's.
@@ -192,7 +187,6 @@ impl TaskRootSpec {
     pub fn of(plan: &LaunchPlan, template: u64) -> Self {
         Self {
             template,
-            scratch_root: scratch_root(plan),
             scratch_bytes: plan.scratch_bytes.max(4096),
             tmp_bytes: plan.tmp_bytes.max(4096),
             landlock_abi: plan.landlock_abi,
@@ -273,7 +267,7 @@ pub fn make_task_root(
     setns(&template.ns, CloneFlags::CLONE_NEWNS).map_err(sys("join the template root"))?;
     let made = unshare(CloneFlags::CLONE_NEWNS)
         .map_err(sys("copy the template root"))
-        .and_then(|()| task_tmpfs(spec))
+        .and_then(|()| task_tmpfs(spec, &template.spec.scratch_root))
         .and_then(|()| {
             let ruleset = super::landlock::prepare(spec.landlock_abi, &spec.connect_tcp, template)?;
             let mounts = nix::fcntl::openat(
@@ -294,8 +288,8 @@ pub fn make_task_root(
 
 /// In a fresh copy of a template's namespace: the scratch tmpfs on the
 /// scratch root (`scratch.rs`), fresh tmpfs on /tmp and /dev/shm.
-fn task_tmpfs(spec: &TaskRootSpec) -> Result<(), LaunchError> {
-    super::scratch::mount_on(&spec.scratch_root, spec.scratch_bytes)?;
+fn task_tmpfs(spec: &TaskRootSpec, scratch_root: &Path) -> Result<(), LaunchError> {
+    super::scratch::mount_on(scratch_root, spec.scratch_bytes)?;
     let tmpfs_options = format!("size={},nr_inodes=16384,mode=1777", spec.tmp_bytes);
     for dir in ["/tmp", "/dev/shm"] {
         mount(
