@@ -453,6 +453,7 @@ impl Chores {
 /// namespaces hold (their tasks' tmpfs pages) is counted nowhere, so at
 /// most [`Teardown::IN_FLIGHT`] wait for that process at once; past that,
 /// or without it, the spawner tears them down itself.
+#[derive(Default)]
 struct Teardown {
     /// Our end of the socket to that process (non-blocking), `None` if it
     /// could not start or has gone.
@@ -475,7 +476,7 @@ impl Teardown {
             None,
             SockFlag::SOCK_CLOEXEC,
         ) else {
-            return Self::without();
+            return Self::default();
         };
         match fork_child() {
             Ok(ForkResult::Child) => {
@@ -508,14 +509,7 @@ impl Teardown {
                     in_flight: 0,
                 }
             }
-            Err(_) => Self::without(),
-        }
-    }
-
-    fn without() -> Self {
-        Self {
-            socket: None,
-            in_flight: 0,
+            Err(_) => Self::default(),
         }
     }
 
