@@ -9,7 +9,7 @@ use std::sync::Arc;
 use airlock_policy::{
     Decision, Limits, Policy, RequestShape, RequestedLimits, RoleDecision, RoleRequest, TaskRequest,
 };
-use airlock_protocol::v1::{ExplainTaskResponse, RunTaskRequest, TaskInfo, TaskState};
+use airlock_protocol::v1::{ExplainTaskResponse, RunTaskRequest};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditEvent;
@@ -290,18 +290,7 @@ fn reserve(
         registry.live.insert(
             id.to_string(),
             LiveTask {
-                info: TaskInfo {
-                    task_id: id.to_string(),
-                    user: req.user.clone(),
-                    groups: req.groups.clone(),
-                    program: req.program.clone(),
-                    args: req.args.clone(),
-                    uid,
-                    state: TaskState::Starting as i32,
-                    started_at_ms,
-                    ended_at_ms: 0,
-                    exited: None,
-                },
+                info: crate::supervisor::task_info(id, req, uid, started_at_ms),
                 cancel: cancel.clone(),
             },
         );

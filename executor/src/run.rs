@@ -52,7 +52,7 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
     // `reaped`: the task's init has exited, so the kernel has reaped every
     // process of the task (or none ever started).
     let outcome = match &creds {
-        Ok(creds) => execute(&sup, &task, &events, creds.as_ref(), &mut timeline).await,
+        Ok(creds) => execute(&sup, &mut task, &events, creds.as_ref(), &mut timeline).await,
         Err(err) => Ok((crate::credentials::spawn_failed(err), true)),
     };
     let (exited, reaped) = match outcome {
@@ -302,19 +302,23 @@ enum KillCause {
 
 async fn execute(
     sup: &Supervisor,
-    task: &Admitted,
+    task: &mut Admitted,
     events: &EventSender,
     creds: Option<&TaskCredentials>,
     timeline: &mut Timeline,
 ) -> std::io::Result<(Exited, bool)> {
     let plan = plan_json(&plan_for(sup, task, creds))?;
+    // The plan carries them now: a live task's request may hold 1 MiB of
+    // arguments and environment, which airlockd need not keep.
+    task.request.args = Vec::new();
+    task.request.env = Default::default();
     timeline.mark("plan made");
     // The launcher's own stages (from "plan read" on) come with `Ready`.
     let launched = sup.spawner.launch(plan).await?;
     let init = Init(crate::sys::async_fd(launched.pidfd)?);
 
     let mut stdin = launched.stdin;
-    let data = task.request.stdin.clone();
+    let data = std::mem::take(&mut task.request.stdin);
     if data.is_empty() {
         // No input: the task reads end-of-file at once.
         drop(stdin);

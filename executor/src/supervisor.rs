@@ -119,6 +119,108 @@ pub struct Registry {
     pub ended: VecDeque<TaskInfo>,
 }
 
+/// How much of a task's groups and arguments its [`TaskInfo`] keeps: a
+/// request may carry 16 KiB of groups and 1 MiB of arguments, which
+/// kept for each of [`ENDED_TASKS_KEPT`] ended tasks would be a GiB, and
+/// listed at once more than a client takes.
+pub const GROUPS_SHOWN_BYTES: usize = 1 << 10;
+/// See [`GROUPS_SHOWN_BYTES`].
+pub const ARGS_SHOWN_BYTES: usize = 4 << 10;
+
+/// Most tasks on a page of `ListTasks`.
+pub const PAGE_SIZE_MAX: usize = 1000;
+/// A page of `ListTasks` ends before its tasks pass this many bytes,
+/// half of a gRPC client's default limit.
+pub const PAGE_BYTES_MAX: usize = 2 << 20;
+
+/// What `GetTask` and `ListTasks` show of a task that has just been
+/// admitted: its groups and arguments cut to fit (`abridged`).
+pub fn task_info(
+    task_id: &str,
+    req: &airlock_protocol::v1::RunTaskRequest,
+    uid: u32,
+    started_at_ms: u64,
+) -> TaskInfo {
+    let (groups, cut_groups) = abridge(&req.groups, GROUPS_SHOWN_BYTES);
+    let (args, cut_args) = abridge(&req.args, ARGS_SHOWN_BYTES);
+    TaskInfo {
+        task_id: task_id.to_string(),
+        user: req.user.clone(),
+        groups,
+        program: req.program.clone(),
+        args,
+        uid,
+        state: airlock_protocol::v1::TaskState::Starting as i32,
+        started_at_ms,
+        ended_at_ms: 0,
+        exited: None,
+        abridged: cut_groups || cut_args,
+    }
+}
+
+/// The strings of `list` up to `budget` bytes in all: the last one kept
+/// is cut on a UTF-8 boundary to fit; true when anything was left out.
+fn abridge(list: &[String], budget: usize) -> (Vec<String>, bool) {
+    let mut left = budget;
+    let mut kept = Vec::new();
+    for item in list {
+        if item.len() <= left {
+            left -= item.len();
+            kept.push(item.clone());
+            continue;
+        }
+        let cut = (0..=left)
+            .rev()
+            .find(|&i| item.is_char_boundary(i))
+            .unwrap_or(0);
+        kept.push(item[..cut].to_string());
+        return (kept, true);
+    }
+    (kept, false)
+}
+
+impl Registry {
+    /// One page of `ListTasks`: the tasks after `after` (a start time and
+    /// task id, from the last page) in that order, at most `size` of them
+    /// and [`PAGE_BYTES_MAX`] bytes; and where the next page starts, when
+    /// tasks are left.
+    pub fn page(
+        &self,
+        size: usize,
+        after: Option<(u64, &str)>,
+    ) -> (Vec<TaskInfo>, Option<(u64, String)>) {
+        use prost::Message;
+        fn key(t: &TaskInfo) -> (u64, &str) {
+            (t.started_at_ms, t.task_id.as_str())
+        }
+        let mut tasks: Vec<&TaskInfo> = self
+            .ended
+            .iter()
+            .chain(self.live.values().map(|l| &l.info))
+            .filter(|t| after.is_none_or(|after| key(t) > after))
+            .collect();
+        tasks.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+        let size = match size {
+            0 => PAGE_SIZE_MAX,
+            size => size.min(PAGE_SIZE_MAX),
+        };
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        for task in &tasks {
+            // Each task costs its length and a few bytes of framing.
+            bytes += task.encoded_len() + 8;
+            if page.len() == size || (bytes > PAGE_BYTES_MAX && !page.is_empty()) {
+                break;
+            }
+            page.push((*task).clone());
+        }
+        let next = (page.len() < tasks.len())
+            .then(|| page.last().map(|t| (t.started_at_ms, t.task_id.clone())))
+            .flatten();
+        (page, next)
+    }
+}
+
 /// Facts probed at start-up.
 #[derive(Debug, Clone)]
 pub struct HostFacts {
@@ -194,6 +296,69 @@ mod tests {
              [[program]]\npath = \"{program}\"\nsha256 = \"{sha256}\"\n"
         );
         Policy::parse(&text, "p.toml").unwrap()
+    }
+
+    #[test]
+    fn abridge_keeps_whole_strings_then_cuts_one_on_a_char_boundary() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            abridge(&list(&["ab", "cd"]), 4),
+            (list(&["ab", "cd"]), false)
+        );
+        assert_eq!(
+            abridge(&list(&["ab", "cd", "e"]), 4),
+            (list(&["ab", "cd", ""]), true)
+        );
+        assert_eq!(
+            abridge(&list(&["ab", "cdef"]), 4),
+            (list(&["ab", "cd"]), true)
+        );
+        // "é" is two bytes: a cut inside it leaves it out.
+        assert_eq!(abridge(&list(&["aé"]), 2), (list(&["a"]), true));
+        assert_eq!(abridge(&[], 0), (vec![], false));
+    }
+
+    fn info(id: &str, started: u64, args: usize) -> TaskInfo {
+        TaskInfo {
+            task_id: id.to_string(),
+            started_at_ms: started,
+            args: vec!["x".repeat(args)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pages_list_each_task_once_in_start_order() {
+        let mut registry = Registry::default();
+        for (id, started) in [("b", 2), ("a", 2), ("c", 1), ("d", 3)] {
+            registry.ended.push_back(info(id, started, 0));
+        }
+        let ids = |page: &[TaskInfo]| page.iter().map(|t| t.task_id.clone()).collect::<Vec<_>>();
+        let (first, next) = registry.page(3, None);
+        assert_eq!(ids(&first), ["c", "a", "b"]);
+        assert_eq!(next, Some((2, "b".to_string())));
+        // A task that started meanwhile comes after the others.
+        registry.ended.push_back(info("e", 9, 0));
+        let (second, next) = registry.page(3, Some((2, "b")));
+        assert_eq!(ids(&second), ["d", "e"]);
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn a_page_ends_before_it_passes_its_byte_bound() {
+        let mut registry = Registry::default();
+        for i in 0..5 {
+            registry
+                .ended
+                .push_back(info(&format!("t{i}"), i, PAGE_BYTES_MAX / 3));
+        }
+        let (page, next) = registry.page(0, None);
+        assert_eq!(page.len(), 2);
+        assert_eq!(next, Some((1, "t1".to_string())));
+        // One task larger than the bound still gets a page of its own.
+        let mut big = Registry::default();
+        big.ended.push_back(info("big", 1, PAGE_BYTES_MAX * 2));
+        assert_eq!(big.page(0, None).0.len(), 1);
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use airlock_executor::client::{connect, Endpoint};
 use airlock_protocol::v1::airlock_client::AirlockClient;
 use airlock_protocol::v1::{
-    task_event, ExitReason, Exited, Limits, RunTaskRequest, Started, Stream,
+    task_event, ExitReason, Exited, Limits, ListTasksRequest, ListTasksResponse, RunTaskRequest,
+    Started, Stream,
 };
 use tonic::transport::Channel;
 
@@ -293,6 +294,19 @@ path = "/usr/bin/python3"
             .await
             .unwrap();
         AirlockClient::new(channel)
+    }
+
+    /// One page of `ListTasks`.
+    pub async fn list_tasks(&self, page_size: u32, page_token: &str) -> ListTasksResponse {
+        self.client()
+            .await
+            .list_tasks(ListTasksRequest {
+                page_size,
+                page_token: page_token.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     /// Runs a task to the end and collects everything it streamed.

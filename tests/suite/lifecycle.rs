@@ -177,13 +177,7 @@ async fn cancel_kills_the_whole_tree() {
         d.pool_processes()
     );
     assert!(!marker.exists());
-    let listed = d
-        .client()
-        .await
-        .list_tasks(ListTasksRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let listed = d.list_tasks(0, "").await;
     let ended = listed.tasks.iter().find(|t| t.task_id == id).unwrap();
     assert_eq!(ended.state, TaskState::Exited as i32);
     let err = d
@@ -559,4 +553,87 @@ fn rss_kib(pid: i32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Tasks with the largest arguments a request may carry (1 MiB) neither
+/// make `ListTasks` too large for a client's default 4 MiB limit (it did:
+/// 40 such tasks made a 39 MB answer, which broke `airlock ps` for every
+/// driver) nor keep that much of airlockd's memory (44 MiB for those 40
+/// tasks, which would have been a GiB for the 1,000 ended tasks kept).
+/// `ListTasks` pages list every task once.
+#[tokio::test]
+async fn large_arguments_do_not_break_list_tasks() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let rss_kib = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = rss_kib();
+    // Eight arguments of 120 KiB: 960 KiB, under the 1 MiB total.
+    let big = "x".repeat(120 << 10);
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let mut req = python("alice", "import sys; assert len(sys.argv) == 9");
+        req.task_id = format!("big-{i:02}");
+        req.args.extend(std::iter::repeat_n(big.clone(), 8));
+        d.run(req).await.ok();
+        ids.push(format!("big-{i:02}"));
+    }
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 16 << 10, "airlockd grew by {grown} KiB");
+
+    let listed = d.list_tasks(0, "").await;
+    assert_eq!(listed.tasks.len(), 40);
+    assert!(listed.next_page_token.is_empty());
+    for task in &listed.tasks {
+        let shown: usize = task.args.iter().map(String::len).sum();
+        assert!(task.abridged && shown == 4096, "{shown} bytes shown");
+        assert_eq!(task.args[0], "-c");
+    }
+    // Seven at a time: every task once, in start order.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = d.list_tasks(7, &token).await;
+        assert!(page.tasks.len() <= 7);
+        paged.extend(page.tasks.into_iter().map(|t| t.task_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(paged, ids);
+    let err = d
+        .client()
+        .await
+        .list_tasks(ListTasksRequest {
+            page_size: 0,
+            page_token: "not a token".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("next_page_token"),
+        "{}",
+        err.message()
+    );
+
+    // The CLI reads every page.
+    let socket = format!("unix:{}", d.socket.display());
+    let (code, stdout, stderr) = crate::operators::airlock_cli(&["--endpoint", &socket, "ps"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("big-")).count(),
+        40,
+        "{stdout}"
+    );
 }

@@ -120,7 +120,7 @@ async fn tcp_requires_a_client_certificate() {
         .await
         .unwrap();
     AirlockClient::new(channel.clone())
-        .list_tasks(ListTasksRequest {})
+        .list_tasks(ListTasksRequest::default())
         .await
         .expect("a client with a certificate is served");
     // Its tasks' admissions name it by its certificate's SHA-256.
@@ -169,7 +169,7 @@ async fn tcp_requires_a_client_certificate() {
         .unwrap();
     let refused = match anonymous.connect().await {
         Ok(channel) => AirlockClient::new(channel)
-            .list_tasks(ListTasksRequest {})
+            .list_tasks(ListTasksRequest::default())
             .await
             .is_err(),
         Err(_) => true,

@@ -258,8 +258,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ps => {
-            let tasks = airlock.list_tasks(ListTasksRequest {}).await?.into_inner();
-            print!("{}", ps_table(tasks.tasks, now_ms()));
+            let mut tasks = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = airlock
+                    .list_tasks(ListTasksRequest {
+                        page_size: 0,
+                        page_token: page_token.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                tasks.extend(page.tasks);
+                // A token that does not move on would never end the loop.
+                if page.next_page_token.is_empty() || page.next_page_token == page_token {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            print!("{}", ps_table(tasks, now_ms()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Get { task_id } => {
@@ -902,6 +918,9 @@ fn task_details(t: &TaskInfo, now_ms: u64) -> String {
         "args",
         &serde_json::to_string(&t.args).unwrap_or_else(|_| String::from("?")),
     );
+    if t.abridged {
+        line("abridged", "groups or args cut to 1 KiB and 4 KiB");
+    }
     line(
         "uid",
         &if t.uid == 0 {
@@ -1430,6 +1449,7 @@ b-long-id  alice  70001  exited   /usr/bin/python3  59s  timeout
                 signal: None,
                 message: String::new(),
             }),
+            abridged: false,
         };
         let text = task_details(&info, 10_000);
         let expected = "\

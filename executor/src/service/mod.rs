@@ -189,11 +189,29 @@ impl Airlock for AirlockService {
 
     async fn list_tasks(
         &self,
-        _request: Request<ListTasksRequest>,
+        request: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
-        let registry = self.sup.registry();
-        let mut tasks: Vec<TaskInfo> = registry.ended.iter().cloned().collect();
-        tasks.extend(registry.live.values().map(|l| l.info.clone()));
-        Ok(Response::new(ListTasksResponse { tasks }))
+        let request = request.into_inner();
+        let after = match request.page_token.as_str() {
+            "" => None,
+            token => Some(parse_page_token(token).ok_or_else(|| {
+                Status::invalid_argument(
+                    "page_token is not one ListTasks gave: pass its next_page_token, or none for the first page",
+                )
+            })?),
+        };
+        let (tasks, next) = self.sup.registry().page(request.page_size as usize, after);
+        Ok(Response::new(ListTasksResponse {
+            tasks,
+            next_page_token: next
+                .map(|(started, id)| format!("{started}:{id}"))
+                .unwrap_or_default(),
+        }))
     }
+}
+
+/// A `next_page_token`: the last listed task's start time and id.
+fn parse_page_token(token: &str) -> Option<(u64, &str)> {
+    let (started, id) = token.split_once(':')?;
+    Some((started.parse().ok()?, id))
 }
