@@ -83,7 +83,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
 pub struct Prepared {
     /// The supervisor.
     pub sup: Arc<Supervisor>,
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    _locks: (nix::fcntl::Flock<std::fs::File>, std::fs::File),
 }
 
 /// Everything before serving: loads the policy at `config`, checks the
@@ -129,9 +129,12 @@ pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<P
             launcher.display()
         );
     }
+    // Start-up kills every process of the uid pool and removes what it
+    // finds in the scratch root: both must be this airlockd's alone.
+    let uid_lock = crate::claim::lock_uid_pool(policy.uid_pool)?;
+    crate::claim::check_no_account_in(policy.uid_pool)?;
+    crate::claim::check_scratch_root(&policy.scratch_root, policy.uid_pool)?;
     prepare_scratch_root(&policy.scratch_root)?;
-    // Start-up kills every process of the uid pool: a second airlockd on the
-    // same pool would kill the first one's tasks.
     let lock = lock_scratch_root(&policy.scratch_root)?;
     let audit = AuditLog::open(&policy.audit_log)?;
     let leftovers = crate::purge::startup_cleanup(
@@ -209,7 +212,10 @@ pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<P
             tokio::spawn(crate::credentials::endpoint::serve(sup.clone(), listener));
         }
     }
-    Ok(Prepared { sup, _lock: lock })
+    Ok(Prepared {
+        sup,
+        _locks: (lock, uid_lock),
+    })
 }
 
 /// Probes Landlock and seccomp and checks them against the policy.
@@ -318,7 +324,7 @@ fn lock_scratch_root(root: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::F
         .map_err(|(_, errno)| errno)
         .with_context(|| {
             format!(
-                "another airlockd already uses scratch root {} and its uid pool; stop it first",
+                "another airlockd already uses scratch root {}; stop it first, or give this one a scratch root of its own",
                 root.display()
             )
         })

@@ -6,6 +6,7 @@
 
 pub mod admit;
 pub mod audit;
+pub mod claim;
 pub mod client;
 pub mod credentials;
 pub mod daemon;

@@ -419,6 +419,31 @@ impl Drop for Daemon {
     }
 }
 
+/// Starts airlockd on `config`, listening on the Unix socket `listen`,
+/// which must refuse to start within 20 s (one that serves instead is
+/// killed: a failure, not a hang). Returns what it printed.
+pub async fn airlockd_refuses(config: &Path, listen: &Path) -> String {
+    let mut daemon = Command::new(bin_dir().join("airlockd"))
+        .arg("--config")
+        .arg(config)
+        .arg("--listen")
+        .arg(format!("unix:{}", listen.display()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = eventually(Duration::from_secs(20), || {
+        daemon.try_wait().unwrap().is_some()
+    })
+    .await;
+    if !ended {
+        daemon.kill().unwrap();
+    }
+    let out = daemon.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(ended && !out.status.success(), "airlockd started: {err}");
+    err
+}
+
 pub fn python(user: &str, code: &str) -> RunTaskRequest {
     RunTaskRequest {
         user: user.into(),

@@ -277,10 +277,12 @@ async fn restart_after_crash_cleans_leftovers() {
         !d.scratch_root.join(&id).exists(),
         "the scratch dir is a tmpfs of the task's: nothing of it is on the host"
     );
-    // A scratch dir an older airlockd (host directories) left behind.
+    // A scratch dir an older airlockd (host directories, each its task
+    // uid's) left behind.
     let old = d.scratch_root.join("t-left-by-an-old-version");
     std::fs::create_dir(&old).unwrap();
     std::fs::write(old.join("data"), "x").unwrap();
+    std::os::unix::fs::chown(&old, Some(d.uid_first + 3), None).unwrap();
     d.restart();
     assert!(
         d.pool_processes().is_empty(),

@@ -1,7 +1,9 @@
 //! What operators rely on: pinned programs run only as the exact file that
 //! was hashed; `airlock policy check` reports errors by line and warns about
 //! risky entries; `policy explain` gives the decision RunTask makes; a reload
-//! (API or SIGHUP) loses no task and a broken file changes nothing.
+//! (API or SIGHUP) loses no task and a broken file changes nothing;
+//! airlockd refuses to start on a uid pool or scratch root that is not its
+//! alone, before its start-up clean-up could harm anything.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -635,4 +637,133 @@ async fn allowlisted_scripts_run_through_their_interpreter_pinned_or_not() {
         // stdio, the script for the interpreter, and listdir's own fd.
         assert_eq!(out.ok().stdout(), "script ['a'] 5\n", "{}", path.display());
     }
+}
+
+/// The policy of `d` with its scratch root and audit log moved into a new
+/// dir (and `edit` applied, which gets that dir too); airlockd started on
+/// it must refuse, before it serves. Returns what it printed, and the dir.
+async fn refused_start(
+    d: &Daemon,
+    edit: impl FnOnce(String, &Path) -> String,
+) -> (String, tempfile::TempDir) {
+    let other = shared_tempdir("airlock-claim-");
+    let text = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace(
+            d.scratch_root.to_str().unwrap(),
+            other.path().join("tasks").to_str().unwrap(),
+        )
+        .replace(
+            d.audit_log.to_str().unwrap(),
+            other.path().join("audit.jsonl").to_str().unwrap(),
+        );
+    let config = other.path().join("policy.toml");
+    std::fs::write(&config, edit(text, other.path())).unwrap();
+    let err = airlockd_refuses(&config, &other.path().join("airlockd.sock")).await;
+    (err, other)
+}
+
+/// A second airlockd on an overlapping uid pool used to start, and its
+/// start-up killed the first one's tasks (exit 137, reported "completed").
+#[tokio::test]
+async fn start_up_refuses_a_uid_pool_another_airlockd_uses() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let (id, task) = start_background(&d, python("alice", "import time; time.sleep(60)")).await;
+    // The same pool, shifted to overlap it by its last ten uids.
+    let first = d.uid_first + UID_COUNT - 10;
+    let (err, _) = refused_start(&d, |text, _| {
+        text.replace(
+            &format!("uid_first = {}", d.uid_first),
+            &format!("uid_first = {first}"),
+        )
+    })
+    .await;
+    assert!(
+        err.contains("another airlockd on this host uses uids"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{}..{}", d.uid_first, d.uid_first + UID_COUNT)),
+        "{err}"
+    );
+    // The first airlockd's task still runs.
+    assert!(!d.pool_processes().is_empty(), "the task was killed");
+    d.client()
+        .await
+        .cancel_task(airlock_protocol::v1::CancelTaskRequest { task_id: id })
+        .await
+        .unwrap();
+    assert_eq!(task.await.unwrap().reason(), ExitReason::Cancelled);
+}
+
+/// An account whose uid is in the pool would have its processes killed by
+/// start-up, and tasks would run as it.
+#[tokio::test]
+async fn start_up_refuses_a_uid_pool_holding_an_account() {
+    if !privileged() {
+        return;
+    }
+    let mut d = Daemon::start(Opts::default());
+    d.crash();
+    struct Account(String);
+    impl Drop for Account {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("userdel").arg(&self.0).status();
+        }
+    }
+    let uid = d.uid_first + 7;
+    let account = Account(format!("airlock-t{}", std::process::id()));
+    let made = std::process::Command::new("useradd")
+        .args(["--no-create-home", "--shell", "/usr/sbin/nologin", "--uid"])
+        .arg(uid.to_string())
+        .arg(&account.0)
+        .status()
+        .unwrap();
+    assert!(made.success(), "useradd failed");
+    let (err, _) = refused_start(&d, |text, _| text).await;
+    assert!(err.contains(&format!("{} ({uid})", account.0)), "{err}");
+    assert!(err.contains("move the pool"), "{err}");
+    // Control: without the account, the same policy starts.
+    drop(account);
+    d.restart();
+}
+
+/// A scratch root naming a directory with files in it (an operator's typo
+/// for a data dir, /home) had them removed by start-up's clean-up, and its
+/// mode made 0711.
+#[tokio::test]
+async fn start_up_refuses_a_scratch_root_holding_other_files() {
+    if !privileged() {
+        return;
+    }
+    let mut d = Daemon::start(Opts::default());
+    d.crash();
+    let mut thesis = std::path::PathBuf::new();
+    let (err, _other) = refused_start(&d, |text, other| {
+        let home = other.join("tasks/alice");
+        std::fs::create_dir_all(&home).unwrap();
+        thesis = home.join("thesis.txt");
+        std::fs::write(&thesis, "years of work").unwrap();
+        std::os::unix::fs::chown(&home, Some(1000), Some(1000)).unwrap();
+        std::fs::set_permissions(other.join("tasks"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        text
+    })
+    .await;
+    assert!(
+        err.contains("holds what airlockd did not make (alice)"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&thesis).unwrap(), "years of work");
+    let mode = std::fs::metadata(thesis.parent().unwrap().parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    // What an older airlockd left (a dir of a pool uid) is no obstacle:
+    // `restart_after_crash_cleans_leftovers` has it removed.
+    d.restart();
 }

@@ -243,25 +243,8 @@ async fn unix_socket_is_root_only_and_plaintext_tcp_is_loopback_only() {
         (&d.config, file.clone(), "is not a socket"),
         (&writable, socket, "the policy file"),
     ] {
-        let mut daemon = Command::new(bin_dir().join("airlockd"))
-            .arg("--config")
-            .arg(config)
-            .arg("--listen")
-            .arg(format!("unix:{}", listen.display()))
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // One that serves instead of refusing is a failure, not a hang.
-        let ended = eventually(std::time::Duration::from_secs(20), || {
-            daemon.try_wait().unwrap().is_some()
-        })
-        .await;
-        if !ended {
-            daemon.kill().unwrap();
-        }
-        let out = daemon.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(ended && !out.status.success() && err.contains(why), "{err}");
+        let err = airlockd_refuses(config, &listen).await;
+        assert!(err.contains(why), "{err}");
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
 }
