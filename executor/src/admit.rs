@@ -212,6 +212,10 @@ pub fn admit(
     // Recorded once the outcome is known: an allowed task that could not
     // be started (a duplicate id, no free uid, no network namespace) is
     // "refused", not "allow".
+    let mut env_names: Vec<&str> = req.env.keys().map(String::as_str).collect();
+    env_names.sort_unstable();
+    let (env_names, env_names_abridged) =
+        crate::supervisor::abridge(&env_names, crate::audit::ENV_NAMES_LOGGED_BYTES);
     let record = |decision: &'static str, reason: Option<&str>| {
         sup.audit.record(&AuditEvent::Admission {
             task_id: &id,
@@ -219,7 +223,9 @@ pub fn admit(
             groups: &req.groups,
             program: &req.program,
             arg_count: req.args.len(),
-            env_names: req.env.keys().map(String::as_str).collect(),
+            env_count: req.env.len(),
+            env_names: &env_names,
+            env_names_abridged,
             decision,
             reason,
             driver,

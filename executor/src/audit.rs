@@ -11,6 +11,9 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+/// How many bytes of environment names an admission record keeps.
+pub const ENV_NAMES_LOGGED_BYTES: usize = 4 << 10;
+
 /// One audit event.
 #[derive(Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -38,8 +41,15 @@ pub enum AuditEvent<'a> {
         program: &'a str,
         /// Number of arguments (values are not logged).
         arg_count: usize,
-        /// Environment names requested (values are not logged).
-        env_names: Vec<&'a str>,
+        /// Number of environment variables requested.
+        env_count: usize,
+        /// Their names, sorted (values are not logged), up to
+        /// [`ENV_NAMES_LOGGED_BYTES`]: a request may carry 1 MiB of names,
+        /// and every decision is recorded, denials too.
+        env_names: &'a [String],
+        /// Set when `env_names` was cut to fit.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        env_names_abridged: bool,
         /// "allow", "deny", or "refused" (allowed, but it could not start:
         /// a duplicate id, no free uid, no network namespace).
         decision: &'static str,

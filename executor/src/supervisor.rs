@@ -160,13 +160,13 @@ pub fn task_info(
 
 /// The strings of `list` up to `budget` bytes in all: the last one kept
 /// is cut on a UTF-8 boundary to fit; true when anything was left out.
-fn abridge(list: &[String], budget: usize) -> (Vec<String>, bool) {
+pub fn abridge<S: AsRef<str>>(list: &[S], budget: usize) -> (Vec<String>, bool) {
     let mut left = budget;
     let mut kept = Vec::new();
-    for item in list {
+    for item in list.iter().map(AsRef::as_ref) {
         if item.len() <= left {
             left -= item.len();
-            kept.push(item.clone());
+            kept.push(item.to_string());
             continue;
         }
         let cut = (0..=left)
@@ -315,7 +315,7 @@ mod tests {
         );
         // "é" is two bytes: a cut inside it leaves it out.
         assert_eq!(abridge(&list(&["aé"]), 2), (list(&["a"]), true));
-        assert_eq!(abridge(&[], 0), (vec![], false));
+        assert_eq!(abridge::<&str>(&[], 0), (vec![], false));
     }
 
     fn info(id: &str, started: u64, args: usize) -> TaskInfo {

@@ -125,10 +125,16 @@ async fn program_not_on_allowlist_is_denied_before_anything_runs() {
         return;
     }
     let d = Daemon::start(Opts::default());
+    // 8,000 names of 100 bytes: 800 KB, a valid request. Each decision is
+    // recorded, denials too: a record of every name was 1 MiB a request.
+    let env = (0..8000)
+        .map(|i| (format!("V{i:04}_{}", "X".repeat(94)), String::new()))
+        .collect();
     let out = d
         .run(airlock_protocol::v1::RunTaskRequest {
             user: "alice".into(),
             program: "/usr/bin/id".into(),
+            env,
             ..Default::default()
         })
         .await;
@@ -148,5 +154,13 @@ async fn program_not_on_allowlist_is_denied_before_anything_runs() {
     let denial = audit.iter().find(|r| r["event"] == "admission").unwrap();
     assert_eq!(denial["decision"], "deny");
     assert_eq!(denial["program"], "/usr/bin/id");
+    assert_eq!(denial["env_count"], 8000);
+    assert_eq!(denial["env_names_abridged"], true);
+    let names = denial["env_names"].as_array().unwrap();
+    assert!(names[0].as_str().unwrap().starts_with("V0000_"), "sorted");
+    let bytes: usize = names.iter().map(|n| n.as_str().unwrap().len()).sum();
+    assert_eq!(bytes, 4096);
+    let size = std::fs::metadata(&d.audit_log).unwrap().len();
+    assert!(size < 16 << 10, "the audit log is {size} bytes");
     assert!(d.scratch_dirs().is_empty(), "no scratch dir was made");
 }
