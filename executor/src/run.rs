@@ -291,6 +291,17 @@ impl Drop for Init {
     }
 }
 
+/// Most bytes of one output event.
+const OUTPUT_CHUNK: usize = 64 << 10;
+
+/// How long an output event waits after its first byte for more.
+const OUTPUT_LINGER: Duration = Duration::from_millis(2);
+
+/// How many events a task's stream holds for its driver: with
+/// [`OUTPUT_CHUNK`], at most 128 KiB of output a task for a driver that
+/// reads slowly (it was 64 events, 4 MiB).
+pub const EVENTS_QUEUED: usize = 2;
+
 /// Why the supervisor is killing a task.
 #[derive(Clone, Copy)]
 enum KillCause {
@@ -564,8 +575,15 @@ pub fn wire_limits(l: &airlock_policy::Limits) -> WireLimits {
     }
 }
 
-/// Streams one pipe to the client until EOF, within the task's output bound
-/// (stdout and stderr together). Past the bound it truncates and signals.
+/// Streams one pipe to the client until EOF, within the task's output
+/// bound (stdout and stderr together; past it, it drops the rest and
+/// signals `full`), in chunks of at most [`OUTPUT_CHUNK`] bytes. A chunk
+/// waits [`OUTPUT_LINGER`] after its first byte for more (not at EOF), and
+/// grows while the driver's stream has no room: a task that writes a byte
+/// at a time made an event each, half a million in 2 s, and a client's
+/// HTTP/2 layer answered that many small frames by closing its whole
+/// connection, other tasks' streams with it. With the chunk full, the
+/// task's writes wait on its pipe.
 async fn forward_output(
     pipe: tokio::net::unix::pipe::Receiver,
     stream: Stream,
@@ -577,44 +595,69 @@ async fn forward_output(
     // Allocated at the first output: a task that prints nothing (a sleeping
     // one) costs the supervisor no buffer.
     let mut buf = Vec::new();
-    let mut over = false;
-    loop {
-        if pipe.readable().await.is_err() {
-            return;
-        }
-        if buf.is_empty() {
-            buf = vec![0u8; 64 * 1024];
-        }
-        let n = match pipe.try_read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(_) => return,
-        };
-        if over {
-            continue; // drain so the task never blocks on a full pipe
-        }
-        let before = sent.fetch_add(n as u64, Ordering::SeqCst);
-        let allowed = limit.saturating_sub(before).min(n as u64) as usize;
-        if allowed < n {
-            over = true;
-            full.notify_one();
-        }
-        if allowed == 0 {
-            continue;
-        }
-        let chunk = OutputChunk {
-            stream: stream as i32,
-            data: buf[..allowed].to_vec(),
-        };
-        if events
-            .send(Ok(event(task_event::Event::Output(chunk))))
-            .await
-            .is_err()
-        {
-            // The driver is gone; the task is being ended
-            // (`events.closed()` in `execute`): drain only.
-            over = true;
+    let mut chunk = Vec::new();
+    // Past the output limit, or with the driver gone: read and drop, so
+    // that the task never blocks on a full pipe.
+    let mut drain = false;
+    let mut open = true;
+    // While set, the chunk waits for `linger` to fire.
+    let mut lingering = false;
+    let linger = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(linger);
+    while open || !chunk.is_empty() {
+        tokio::select! {
+            permit = events.reserve(), if !chunk.is_empty() && !lingering => match permit {
+                Ok(permit) => permit.send(Ok(event(task_event::Event::Output(OutputChunk {
+                    stream: stream as i32,
+                    data: std::mem::take(&mut chunk),
+                })))),
+                // The driver is gone; the task is being ended
+                // (`events.closed()` in `execute`).
+                Err(_) => {
+                    chunk = Vec::new();
+                    drain = true;
+                }
+            },
+            () = &mut linger, if lingering => lingering = false,
+            ready = pipe.readable(), if open && chunk.len() < OUTPUT_CHUNK => {
+                if ready.is_err() {
+                    (open, lingering) = (false, false);
+                    continue;
+                }
+                if buf.is_empty() {
+                    buf = vec![0u8; OUTPUT_CHUNK];
+                }
+                let room = match drain {
+                    true => OUTPUT_CHUNK,
+                    false => OUTPUT_CHUNK - chunk.len(),
+                };
+                let n = match pipe.try_read(&mut buf[..room]) {
+                    Ok(n) if n > 0 => n,
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    // EOF, or a pipe that cannot be read: what is left goes.
+                    _ => {
+                        (open, lingering) = (false, false);
+                        continue;
+                    }
+                };
+                if drain {
+                    continue;
+                }
+                let before = sent.fetch_add(n as u64, Ordering::SeqCst);
+                let allowed = limit.saturating_sub(before).min(n as u64) as usize;
+                if allowed < n {
+                    (drain, lingering) = (true, false);
+                    full.notify_one();
+                }
+                if chunk.is_empty() && allowed > 0 && !drain {
+                    lingering = true;
+                    linger.as_mut().reset(tokio::time::Instant::now() + OUTPUT_LINGER);
+                }
+                chunk.extend_from_slice(&buf[..allowed]);
+                if chunk.len() == OUTPUT_CHUNK {
+                    lingering = false;
+                }
+            }
         }
     }
 }
@@ -638,7 +681,7 @@ pub async fn run_in_process(
     request: airlock_protocol::v1::RunTaskRequest,
 ) -> Result<InProcess, Status> {
     let task = crate::admit::admit(sup, request, &Default::default())?;
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, mut rx) = mpsc::channel(EVENTS_QUEUED);
     let drain = tokio::spawn(async move {
         let mut exited = None;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());

@@ -256,6 +256,11 @@ path = "/usr/bin/python3"
         self.child.as_ref().unwrap().id() as i32
     }
 
+    /// airlockd's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+
     /// Kills airlockd with SIGKILL (a crash) and returns without cleanup.
     pub fn crash(&mut self) {
         let mut child = self.child.take().unwrap();
@@ -442,6 +447,16 @@ pub async fn airlockd_refuses(config: &Path, listen: &Path) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(ended && !out.status.success(), "airlockd started: {err}");
     err
+}
+
+/// Resident memory of `pid`, in KiB (0 when it is gone).
+pub fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 pub fn python(user: &str, code: &str) -> RunTaskRequest {

@@ -547,16 +547,6 @@ fn children(parent: i32, comm: &str) -> Vec<i32> {
     pids
 }
 
-/// Resident memory of `pid`, in KiB.
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Tasks with the largest arguments a request may carry (1 MiB) neither
 /// make `ListTasks` too large for a client's default 4 MiB limit (it did:
 /// 40 such tasks made a 39 MB answer, which broke `airlock ps` for every
@@ -569,16 +559,7 @@ async fn large_arguments_do_not_break_list_tasks() {
         return;
     }
     let d = Daemon::start(Opts::default());
-    let rss_kib = || {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-    };
-    let before = rss_kib();
+    let before = d.rss_kib();
     // Eight arguments of 120 KiB: 960 KiB, under the 1 MiB total.
     let big = "x".repeat(120 << 10);
     let mut ids = Vec::new();
@@ -589,7 +570,7 @@ async fn large_arguments_do_not_break_list_tasks() {
         d.run(req).await.ok();
         ids.push(format!("big-{i:02}"));
     }
-    let grown = rss_kib().saturating_sub(before);
+    let grown = d.rss_kib().saturating_sub(before);
     assert!(grown < 16 << 10, "airlockd grew by {grown} KiB");
 
     let listed = d.list_tasks(0, "").await;

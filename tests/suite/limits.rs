@@ -1,7 +1,7 @@
 //! rlimits stop fork bombs, memory hogs, CPU burners and huge files; output
 //! is bounded; a request cannot raise a limit above the policy's.
 
-use airlock_protocol::v1::ExitReason;
+use airlock_protocol::v1::{task_event, ExitReason};
 
 use crate::harness::*;
 
@@ -281,4 +281,88 @@ print(json.dumps({"one": one, "segments": segments, "shm_end": shm_end,
     // 32,000 semaphores: 128 sets of 250.
     assert_eq!(v["sets"], 128, "{v}");
     assert_eq!(v["sem_end"], "ENOSPC", "{v}");
+}
+
+/// Output a driver does not read yet waits in airlockd in a few chunks,
+/// and then in the task's pipe (its writes block): 64 queued events of up
+/// to 64 KiB each held 4.4 MiB a task, which 1,000 tasks make 4.4 GiB.
+#[tokio::test]
+async fn unread_output_holds_little_of_airlockds_memory() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts {
+        limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"16MiB\"\ntmp = \"16MiB\"\n",
+        ..Opts::default()
+    });
+    let before = d.rss_kib();
+    let code = "import os, time\nb = b'x' * 65536\nfor _ in range(200): os.write(1, b)\nprint('unreachable')";
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let mut client = d.client().await;
+        let mut stream = client
+            .run_task(python("alice", code))
+            .await
+            .unwrap()
+            .into_inner();
+        // Started, then nothing more is read.
+        stream.message().await.unwrap().unwrap();
+        streams.push((client, stream));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let per_task = d.rss_kib().saturating_sub(before) / 20;
+    assert!(per_task < 1024, "{per_task} KiB a task");
+    // The tasks wait on their pipes: none got past its writes.
+    assert_eq!(d.pool_processes().len(), 20);
+}
+
+/// A task writing a byte at a time used to get an event each write: half
+/// a million in 2 s, and a client's HTTP/2 layer that read more slowly
+/// closed the whole connection over so many small frames
+/// (`too_many_data_frames`), ending another user's task that shared it.
+#[tokio::test]
+async fn tiny_writes_do_not_cost_a_shared_connection() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts {
+        limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"16MiB\"\ntmp = \"16MiB\"\n",
+        ..Opts::default()
+    });
+    // One connection, as a driver's channel is.
+    let client = d.client().await;
+    let collect = |mut client: airlock_protocol::v1::airlock_client::AirlockClient<
+        tonic::transport::Channel,
+    >,
+                   req| async move {
+        let mut stream = client.run_task(req).await.unwrap().into_inner();
+        let mut out = Outcome::default();
+        let mut events = 0;
+        while let Some(ev) = stream.message().await.unwrap() {
+            events += 1;
+            match ev.event.unwrap() {
+                task_event::Event::Output(o) => out.stdout.extend(o.data),
+                task_event::Event::Exited(e) => out.exited = Some(e),
+                task_event::Event::Started(s) => out.started = Some(s),
+            }
+        }
+        (out, events)
+    };
+    let bob = tokio::spawn(collect(
+        client.clone(),
+        python("bob", "import time; time.sleep(4); print('bob done')"),
+    ));
+    let code = "import os, time\nt = time.monotonic()\nwhile time.monotonic() - t < 3:\n    os.write(1, b'x')";
+    let (alice, events) = collect(client.clone(), python("alice", code)).await;
+    assert_eq!(alice.reason(), ExitReason::Completed, "{:?}", alice.exited);
+    let (bob, _) = bob.await.unwrap();
+    assert_eq!(bob.ok().stdout(), "bob done\n");
+    // An event waits 2 ms for more output: at most 1,500 in 3 s, and a
+    // few more when chunks fill.
+    let bytes = alice.stdout.len();
+    assert!(bytes > 10_000, "{bytes} bytes");
+    assert!(
+        events < 1_600 + bytes / 65_536,
+        "{bytes} bytes in {events} events"
+    );
 }

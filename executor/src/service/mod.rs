@@ -91,7 +91,7 @@ impl Airlock for AirlockService {
             ));
         }
         let task = crate::admit::admit(&self.sup, request.into_inner(), &driver)?;
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(crate::run::EVENTS_QUEUED);
         tokio::spawn(crate::run::run(self.sup.clone(), task, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
