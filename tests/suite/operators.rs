@@ -767,3 +767,58 @@ async fn start_up_refuses_a_scratch_root_holding_other_files() {
     // `restart_after_crash_cleans_leftovers` has it removed.
     d.restart();
 }
+
+/// `airlock run` exits 126 when a limit ended the task and 125 when it was
+/// cancelled, as its help says: both kill with a signal, and used to give
+/// 128+N (137 for every cancel), which a script cannot tell from a task
+/// that died of that signal.
+#[tokio::test]
+async fn cli_exit_status_says_limit_and_cancel() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts::default());
+    let endpoint = format!("unix:{}", d.socket.display());
+    let (code, _, stderr) = airlock_cli(&[
+        "--endpoint",
+        &endpoint,
+        "run",
+        "--user",
+        "alice",
+        "--cpu-seconds",
+        "1",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        "while True: pass",
+    ]);
+    assert_eq!(code, 126, "{stderr}");
+    assert!(stderr.contains("CPU"), "{stderr}");
+
+    let run = std::process::Command::new(bin_dir().join("airlock"))
+        .args([
+            "--endpoint",
+            &endpoint,
+            "run",
+            "--user",
+            "alice",
+            "--id",
+            "to-cancel",
+            "--",
+        ])
+        .args(["/usr/bin/python3", "-c", "import time; time.sleep(60)"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = eventually(std::time::Duration::from_secs(10), || {
+        airlock_cli(&["--endpoint", &endpoint, "get", "to-cancel"])
+            .1
+            .contains("state: running")
+    })
+    .await;
+    assert!(running);
+    let (code, _, stderr) = airlock_cli(&["--endpoint", &endpoint, "cancel", "to-cancel"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status = run.wait_with_output().unwrap().status;
+    assert_eq!(status.code(), Some(125));
+}

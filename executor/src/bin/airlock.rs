@@ -38,8 +38,8 @@ Exit status of `airlock run`:
   N      the task's own exit code
   128+N  the task was killed by signal N
   124    the task hit its wall-clock timeout
-  125    the task was cancelled (128+N if the cancel killed it with signal N)
-  126    a resource limit ended the task (128+N if it was killed with signal N)
+  125    the task was cancelled (CancelTask, Ctrl-C, shutdown)
+  126    a resource limit ended the task (CPU time, output)
   127    the sandbox could not start the program
 Any command:
   77     the policy denied the request; nothing ran
@@ -808,8 +808,10 @@ fn exit_status(exited: &Exited) -> u8 {
             .or(by_signal)
             .unwrap_or(1),
         ExitReason::Timeout => 124,
-        ExitReason::Cancelled => by_signal.unwrap_or(125),
-        ExitReason::Limit => by_signal.unwrap_or(126),
+        // Both kill with a signal (SIGKILL, SIGXCPU): the reason is what
+        // a script needs to tell them from a task that died of it.
+        ExitReason::Cancelled => 125,
+        ExitReason::Limit => 126,
         ExitReason::SpawnFailed => 127,
     }
 }
@@ -1223,10 +1225,10 @@ mod tests {
         assert_eq!(exit_status(&exited(ExitReason::Cancelled, None, None)), 125);
         assert_eq!(
             exit_status(&exited(ExitReason::Cancelled, None, Some(9))),
-            137
+            125
         );
         assert_eq!(exit_status(&exited(ExitReason::Limit, None, None)), 126);
-        assert_eq!(exit_status(&exited(ExitReason::Limit, None, Some(24))), 152);
+        assert_eq!(exit_status(&exited(ExitReason::Limit, None, Some(24))), 126);
         assert_eq!(
             exit_status(&exited(ExitReason::SpawnFailed, None, None)),
             127
