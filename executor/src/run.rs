@@ -114,7 +114,16 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
         cleaned: &cleaned,
         credentials: attribution.as_ref(),
     });
-    tracing::info!(task_id = %task.id, reason = reason_name(exited.reason), code = ?exited.exit_code, signal = ?exited.signal, "task ended");
+    match exited.reason() {
+        // The driver sees the message; the operator, who can fix the
+        // host or the policy, sees it here.
+        ExitReason::SpawnFailed => {
+            tracing::warn!(task_id = %task.id, message = %exited.message, "task could not start")
+        }
+        _ => {
+            tracing::info!(task_id = %task.id, reason = reason_name(exited.reason), code = ?exited.exit_code, signal = ?exited.signal, "task ended")
+        }
+    }
     {
         let mut registry = sup.registry();
         if let Some(mut live) = registry.live.remove(&task.id) {

@@ -83,6 +83,12 @@ async fn pinned_program_swapped_after_load_is_refused_and_never_runs() {
     );
     assert!(out.started.is_none(), "the task never started");
     assert!(!out.stdout().contains("uid="), "{}", out.stdout());
+    // The operator, who can mend it, reads the same in airlockd's log.
+    let logged = d
+        .log()
+        .lines()
+        .any(|l| l.contains("task could not start") && l.contains(&swapped));
+    assert!(logged, "{}", d.log());
 
     // Control: the same swap of an unpinned program does run the new file,
     // so the refusal above is the pin's doing.
