@@ -2,15 +2,15 @@
 //! that weakens the sandbox. `airlock policy check` prints them (and fails
 //! on them with `--deny-warnings`); airlockd loads such a policy anyway.
 //!
-//! Pure, like the rest of this crate: what the host has (which programs
-//! exist, their digests) comes in as [`HostFacts`], gathered by the caller
+//! Pure, like the rest of this crate: what the host has (which paths
+//! exist, which programs are executable files, their digests) comes in as [`HostFacts`], gathered by the caller
 //! for the paths [`Policy::host_paths`] names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::model::Policy;
+use crate::model::{ClusterMode, Policy};
 
 /// What the host says about the paths of [`Policy::host_paths`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,6 +20,9 @@ pub struct HostFacts {
     /// The SHA-256 (64 lower-case hex digits) of each pinned program that
     /// could be read.
     pub sha256: BTreeMap<PathBuf, String>,
+    /// Programs that exist but are not a regular file with an execute
+    /// permission bit (a directory, a data file).
+    pub not_executable: BTreeSet<PathBuf>,
 }
 
 /// One warning, with the dotted key of the entry it is about.
@@ -83,10 +86,12 @@ pub fn is_interpreter(program: &Path) -> bool {
 }
 
 impl Policy {
-    /// The paths whose existence (and, for pinned programs, digest)
-    /// [`Policy::warnings`] needs in its [`HostFacts`]: the programs.
+    /// The paths whose existence (and, for programs, whether they are
+    /// executable files, and for pinned ones, digest) [`Policy::warnings`]
+    /// needs in its [`HostFacts`]: the programs and the read-only paths.
     pub fn host_paths(&self) -> Vec<PathBuf> {
-        self.programs.iter().map(|r| r.path.clone()).collect()
+        let programs = self.programs.iter().map(|r| r.path.clone());
+        programs.chain(self.read_only.iter().cloned()).collect()
     }
 
     /// Every warning about this policy on a host described by `host`, in
@@ -97,6 +102,15 @@ impl Policy {
         let mut code_dirs = Vec::new();
         for (i, ro) in self.read_only.iter().enumerate() {
             let key = format!("sandbox.read_only[{}]", i + 1);
+            if host.exists.get(ro) == Some(&false) {
+                warn(
+                    key.clone(),
+                    format!(
+                        "{} does not exist on this host: airlockd skips it, and tasks do not see it",
+                        ro.display()
+                    ),
+                );
+            }
             if let Some(w) = WRITABLE.iter().find(|w| ro.starts_with(w)) {
                 code_dirs.push((key.clone(), ro, *w));
             }
@@ -145,6 +159,29 @@ impl Policy {
                         rule.path.display()
                     ),
                 );
+            }
+            if host.not_executable.contains(&rule.path) {
+                warn(
+                    format!("{key}.path"),
+                    format!(
+                        "{} is not an executable file (a directory, or a file without execute \
+                         permission): airlockd refuses to load a policy whose program is a \
+                         directory, and a task of a file it cannot execute fails to start",
+                        rule.path.display()
+                    ),
+                );
+            }
+            if let ClusterMode::SingleUser { user } = &self.mode {
+                if rule.groups.is_empty() && !rule.admits(user, &[]) {
+                    warn(
+                        format!("{key}.users"),
+                        format!(
+                            "the cluster's one user, {user} (mode single-user), is not among \
+                             the users allowed {}: no task can run it",
+                            rule.path.display()
+                        ),
+                    );
+                }
             }
             if let (Some(pinned), Some(actual)) = (&rule.sha256, host.sha256.get(&rule.path)) {
                 if pinned != actual {

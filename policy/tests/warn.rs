@@ -32,7 +32,7 @@ fn warnings(text: &str, host: &HostFacts) -> Vec<String> {
 fn present(paths: &[&str]) -> HostFacts {
     HostFacts {
         exists: paths.iter().map(|p| (PathBuf::from(p), true)).collect(),
-        sha256: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -61,7 +61,7 @@ fn each_risky_entry_is_warned_about_with_its_key() {
             QUIET.to_string(),
             HostFacts {
                 exists: [(PathBuf::from("/usr/bin/python3"), false)].into(),
-                sha256: Default::default(),
+                ..Default::default()
             },
             vec!["program[1].path: /usr/bin/python3 does not exist on this host: airlockd refuses to load a policy whose program it cannot read"],
         ),
@@ -69,8 +69,8 @@ fn each_risky_entry_is_warned_about_with_its_key() {
             "pinned digest differs on this host",
             QUIET.replace("path = \"/usr/bin/python3\"\n", &format!("path = \"/usr/bin/python3\"\nsha256 = \"{}\"\n", "a".repeat(64))),
             HostFacts {
-                exists: Default::default(),
                 sha256: [(PathBuf::from("/usr/bin/python3"), "b".repeat(64))].into(),
+                ..Default::default()
             },
             vec!["program[1].sha256: /usr/bin/python3 has sha256 bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb on this host, not the pinned aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: airlockd refuses to load this policy here"],
         ),
@@ -88,6 +88,32 @@ fn each_risky_entry_is_warned_about_with_its_key() {
                 "sandbox.read_only[1]: /usr/bin is a directory of executables: through the dynamic loader (ld.so FILE), which every dynamically linked program needs, a task can run every ELF file it can read there, not only the allowlist; list the library directories the programs need instead",
                 "sandbox.read_only[2]: /usr contains /usr/bin, a directory of executables: through the dynamic loader (ld.so FILE), which every dynamically linked program needs, a task can run every ELF file it can read there, not only the allowlist; list the library directories the programs need instead",
             ],
+        ),
+        (
+            "read-only path missing on this host",
+            QUIET.to_string(),
+            HostFacts {
+                exists: [(PathBuf::from("/etc"), false)].into(),
+                ..Default::default()
+            },
+            vec!["sandbox.read_only[2]: /etc does not exist on this host: airlockd skips it, and tasks do not see it"],
+        ),
+        (
+            "program that is not an executable file",
+            QUIET.to_string(),
+            HostFacts {
+                not_executable: [PathBuf::from("/usr/bin/python3")].into(),
+                ..Default::default()
+            },
+            vec!["program[1].path: /usr/bin/python3 is not an executable file (a directory, or a file without execute permission): airlockd refuses to load a policy whose program is a directory, and a task of a file it cannot execute fails to start"],
+        ),
+        (
+            "a single-user cluster's user allowed no program",
+            QUIET
+                .replace("mode = \"shared\"", "mode = \"single-user\"\nassigned_user = \"carol\"")
+                .replace("path = \"/usr/bin/python3\"\n", "path = \"/usr/bin/python3\"\nusers = [\"dave\"]\n"),
+            HostFacts::default(),
+            vec!["program[1].users: the cluster's one user, carol (mode single-user), is not among the users allowed /usr/bin/python3: no task can run it"],
         ),
     ];
     for (name, text, host, want) in cases {

@@ -116,20 +116,23 @@ fn policy_check_prints_errors_with_lines_and_warnings_without_failing() {
     let file = dir.path().join("p.toml");
     let file_arg = file.to_str().unwrap();
     let risky = "cluster = \"c\"\nmode = \"shared\"\n[sandbox]\nuid_first = 200000\n\
-                 uid_count = 5\nscratch_root = \"/var/lib/airlock/tasks\"\nread_only = [\"/usr/bin\"]\n\
+                 uid_count = 5\nscratch_root = \"/var/lib/airlock/tasks\"\nread_only = [\"/usr/bin\", \"/srv/nowhere\"]\n\
                  [network]\nmode = \"host\"\nconnect_tcp = [443, 80]\n\
-                 [[program]]\npath = \"/usr/bin/python3\"\n[[program]]\npath = \"/opt/nowhere/tool\"\n";
+                 [[program]]\npath = \"/usr/bin/python3\"\n[[program]]\npath = \"/opt/nowhere/tool\"\n\
+                 [[program]]\npath = \"/etc/passwd\"\n";
     std::fs::write(&file, risky).unwrap();
     let (code, stdout, stderr) = airlock_cli(&["policy", "check", file_arg]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
-        stdout.contains("ok (cluster c, 2 programs, 3 warnings)"),
+        stdout.contains("ok (cluster c, 3 programs, 5 warnings)"),
         "{stdout}"
     );
     for at in [
         "7:14: warning: sandbox.read_only[1]: /usr/bin is a directory of executables",
         "10:21: warning: network.connect_tcp[2]: port 80",
+        "7:26: warning: sandbox.read_only[2]: /srv/nowhere does not exist on this host",
         "14:8: warning: program[2].path: /opt/nowhere/tool does not exist on this host",
+        "16:8: warning: program[3].path: /etc/passwd is not an executable file",
     ] {
         assert!(
             stderr.contains(&format!("{file_arg}:{at}")),

@@ -464,6 +464,14 @@ fn host_facts(policy: &airlock_policy::Policy) -> airlock_policy::HostFacts {
     for path in policy.host_paths() {
         facts.exists.insert(path.clone(), path.exists());
     }
+    for rule in &policy.programs {
+        use std::os::unix::fs::PermissionsExt;
+        let executable = std::fs::metadata(&rule.path)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        if executable.is_ok_and(|x| !x) {
+            facts.not_executable.insert(rule.path.clone());
+        }
+    }
     for rule in policy.programs.iter().filter(|r| r.sha256.is_some()) {
         if let Ok(digest) =
             std::fs::File::open(&rule.path).and_then(airlock_executor::pin::sha256_hex)
