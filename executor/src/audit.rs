@@ -202,6 +202,13 @@ impl AuditLog {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => std::io::Error::other(
+                    "it is a symbolic link, which airlockd does not follow (another user \
+                     could point it elsewhere): name the file itself",
+                ),
+                _ => e,
+            })
             .map_err(err)?;
         let meta = file.metadata().map_err(err)?;
         let ours = nix::unistd::geteuid().as_raw();

@@ -161,7 +161,8 @@ pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<P
             "a process or scratch dir of this uid survives clean-up; the uid is not handed out"
         );
     }
-    let mut loaded = LoadedPolicy::new(policy).context("load policy programs")?;
+    let mut loaded = LoadedPolicy::new(policy)
+        .with_context(|| format!("policy {origin}: load the programs (program.path)"))?;
     loaded.sha256 = policy_sha256;
     let credentials = match &loaded.policy.credentials {
         Some(config) => Some(Arc::new(

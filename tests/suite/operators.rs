@@ -831,3 +831,44 @@ async fn cli_exit_status_says_limit_and_cancel() {
     let status = run.wait_with_output().unwrap().status;
     assert_eq!(status.code(), Some(125));
 }
+
+/// Start-up errors name the file at fault and what to do.
+#[tokio::test]
+async fn start_up_errors_name_the_file_at_fault() {
+    if !privileged() {
+        return;
+    }
+    let mut d = Daemon::start(Opts::default());
+    d.crash();
+    let missing = d.dir.path().join("missing.toml");
+    let err = airlockd_refuses(&missing, &d.dir.path().join("other.sock")).await;
+    assert!(
+        err.contains(&format!(
+            "the policy file {}: No such file",
+            missing.display()
+        )),
+        "{err}"
+    );
+    // An audit log that is a symbolic link is refused, and said to be one.
+    let (err, _dir) = refused_start(&d, |text, other| {
+        let target = other.join("elsewhere.jsonl");
+        let link = other.join("audit-link.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        text.replace(
+            other.join("audit.jsonl").to_str().unwrap(),
+            link.to_str().unwrap(),
+        )
+    })
+    .await;
+    assert!(err.contains("audit-link.jsonl"), "{err}");
+    assert!(err.contains("symbolic link"), "{err}");
+    // A program that is not on this host: the policy file and key are named.
+    let (err, _dir) = refused_start(&d, |text, _| {
+        text.replace("/usr/bin/python3", "/usr/bin/no-such-python")
+    })
+    .await;
+    assert!(
+        err.contains("(program.path)") && err.contains("no-such-python"),
+        "{err}"
+    );
+}

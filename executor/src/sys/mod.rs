@@ -322,7 +322,9 @@ pub fn mount_setattr(
 /// reads or serves there. `what` names it in the error.
 pub fn check_root_only(path: &std::path::Path, what: &str) -> std::io::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let real = path.canonicalize()?;
+    let real = path.canonicalize().map_err(|err| {
+        std::io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
+    })?;
     for (k, at) in real.ancestors().enumerate() {
         let meta = std::fs::metadata(at)?;
         let others_write = meta.mode() & 0o022 != 0;
