@@ -237,6 +237,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             return explain_file(file, &args.run);
         }
     }
+    if let Command::Run(args) = &cli.command {
+        // A malformed request says so without a daemon to ask (exit 2).
+        build_request(args, Vec::new())?;
+    }
     let endpoint = client::resolve_endpoint(cli.endpoint.as_deref())?;
     let tls = match (cli.tls_ca, cli.tls_cert, cli.tls_key) {
         (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
@@ -750,7 +754,9 @@ fn build_request(args: &RunArgs, stdin: Vec<u8>) -> anyhow::Result<RunTaskReques
     let mut env = HashMap::new();
     for (key, value) in &args.env {
         if env.insert(key.clone(), value.clone()).is_some() {
-            bail!("--env {key} is given more than once");
+            // Malformed, as the daemon's INVALID_ARGUMENT: exit 2.
+            let why = format!("--env {key} is given more than once");
+            return Err(Status::invalid_argument(why).into());
         }
     }
     let timeout_ms = match args.timeout {
@@ -1352,7 +1358,7 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_env_keys_are_refused() {
+    fn duplicate_env_keys_are_refused_as_malformed() {
         let cli = Cli::try_parse_from([
             "airlock",
             "run",
@@ -1368,7 +1374,9 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("not run");
         };
-        assert!(build_request(&args, Vec::new()).is_err());
+        let err = build_request(&args, Vec::new()).unwrap_err();
+        // Malformed: exit 2, as for the daemon's INVALID_ARGUMENT.
+        assert_eq!(report(&err), ExitCode::from(2));
     }
 
     #[test]
