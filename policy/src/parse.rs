@@ -189,7 +189,10 @@ impl Policy {
         };
         let (_, syntax) = DeTable::parse_recoverable(text);
         if !syntax.is_empty() {
-            let issue = |e: &toml::de::Error| Issue::new(e.span(), "", e.message());
+            let issue = |e: &toml::de::Error| {
+                let key = line_key(text, e.span().map_or(0, |s| s.start));
+                Issue::new(e.span(), key, e.message())
+            };
             return Err(locate(syntax.iter().map(issue).collect()));
         }
         let file: PolicyFile = toml::from_str(text).map_err(|e| {
@@ -271,6 +274,42 @@ fn missing_field(message: &str) -> Option<&str> {
 type Hit<'a> = &'a dyn Fn(&Range<usize>) -> bool;
 
 /// The dotted key whose name or value `hit` accepts, deepest first.
+/// For a syntax error at byte `pos`, which leaves no table to search: the
+/// dotted key of its line (`limits.processes`, `program[2].path`), from
+/// the line's `KEY =` and the table header above it; empty for a line
+/// without one.
+fn line_key(text: &str, pos: usize) -> String {
+    let pos = pos.min(text.len());
+    let start = text
+        .get(..pos)
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let key = match line.split_once('=') {
+        Some((key, _)) => key.trim().trim_matches('"'),
+        None => return String::new(),
+    };
+    if key.is_empty() || key.starts_with(['[', '#']) {
+        return String::new();
+    }
+    let mut table = String::new();
+    let mut arrays: std::collections::HashMap<&str, usize> = Default::default();
+    for header in text[..start].lines() {
+        let header = header.split('#').next().unwrap_or("").trim();
+        if let Some(name) = header.strip_prefix("[[").and_then(|h| h.strip_suffix("]]")) {
+            let n = arrays.entry(name.trim()).or_default();
+            *n += 1;
+            table = format!("{}[{n}]", name.trim());
+        } else if let Some(name) = header.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            table = name.trim().to_owned();
+        }
+    }
+    match table.is_empty() {
+        true => key.to_owned(),
+        false => format!("{table}.{key}"),
+    }
+}
+
 fn key_at(text: &str, hit: Hit<'_>) -> Option<String> {
     DeTable::parse(text)
         .ok()

@@ -204,12 +204,17 @@ fn each_kind_of_error_reports_line_column_and_key() {
         (
             "duplicate key",
             edit("uid_count", "uid_count = 1000\nuid_count = 2000"),
-            vec!["p.toml:6:1: duplicate key"],
+            vec!["p.toml:6:1: sandbox.uid_count: duplicate key"],
         ),
         (
             "syntax error",
             edit("cluster", "cluster = \"c1"),
-            vec!["p.toml:1:14: invalid basic string, expected `\"`"],
+            vec!["p.toml:1:14: cluster: invalid basic string, expected `\"`"],
+        ),
+        (
+            "unquoted string in an array table",
+            edit("path = \"/usr/bin/python3\"", "path = /usr/bin/python3"),
+            vec!["p.toml:13:8: program[1].path: string values must be quoted, expected literal string"],
         ),
         (
             "bad size string",
