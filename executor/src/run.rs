@@ -53,9 +53,9 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
     // process of the task (or none ever started).
     let outcome = match &creds {
         Ok(creds) => execute(&sup, &mut task, &events, creds.as_ref(), &mut timeline).await,
-        Err(err) => Ok((crate::credentials::spawn_failed(err), true)),
+        Err(err) => Ok((crate::credentials::spawn_failed(err), true, Vec::new())),
     };
-    let (exited, reaped) = match outcome {
+    let (exited, reaped, readers) = match outcome {
         Ok(outcome) => outcome,
         Err(err) => {
             tracing::error!(task_id = %task.id, ?err, "failed to start the launcher");
@@ -65,7 +65,7 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
                 signal: None,
                 message: format!("could not start the sandbox launcher: {err}"),
             };
-            (exited, false)
+            (exited, false, Vec::new())
         }
     };
     // The task's token stops working before anything else is purged.
@@ -137,13 +137,17 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
         }
     }
     timeline.mark("recorded (audit, registry)");
-    // Bounded: a client that keeps its stream open but never reads must
-    // not hold this task's buffered output for ever.
-    let _ = tokio::time::timeout(
-        Duration::from_secs(10),
-        events.send(Ok(event(task_event::Event::Exited(exited)))),
-    )
-    .await;
+    // The task is gone and purged; its last output may still wait for a
+    // driver that reads slowly (a user paging through it): it goes, then
+    // `Exited`, however long that takes while the driver is connected
+    // (at most about 0.6 MiB of it wait here). A driver that hangs up
+    // ends both at once.
+    for reader in readers {
+        let _ = reader.await;
+    }
+    let _ = events
+        .send(Ok(event(task_event::Event::Exited(exited))))
+        .await;
     timeline.mark("reported to the client");
     tracing::debug!(stages_us = ?timeline.durations_us(), "task timeline");
     timeline
@@ -303,8 +307,9 @@ impl Drop for Init {
 /// Most bytes of one output event.
 const OUTPUT_CHUNK: usize = 64 << 10;
 
-/// How long an output event waits after its first byte for more.
-const OUTPUT_LINGER: Duration = Duration::from_millis(2);
+/// How long an output event waits after its first byte for more (tokio's
+/// timer rounds it up to the next millisecond: 1 to 2 ms).
+const OUTPUT_LINGER: Duration = Duration::from_millis(1);
 
 /// How many events a task's stream holds for its driver: with
 /// [`OUTPUT_CHUNK`], at most 128 KiB of output a task for a driver that
@@ -326,7 +331,7 @@ async fn execute(
     events: &EventSender,
     creds: Option<&TaskCredentials>,
     timeline: &mut Timeline,
-) -> std::io::Result<(Exited, bool)> {
+) -> std::io::Result<(Exited, bool, Vec<tokio::task::JoinHandle<()>>)> {
     let plan = plan_json(&plan_for(sup, task, creds))?;
     // The plan carries them now: a live task's request may hold 1 MiB of
     // arguments and environment, which airlockd need not keep.
@@ -385,10 +390,12 @@ async fn execute(
                             let _ = events.send(Ok(event(task_event::Event::Started(started)))).await;
                             for (pipe, stream) in [(stdout.take(), Stream::Stdout), (stderr.take(), Stream::Stderr)] {
                                 if let Some(pipe) = pipe {
-                                    readers.push(tokio::spawn(forward_output(
+                                    let (at_eof, eof) = tokio::sync::oneshot::channel();
+                                    let reader = tokio::spawn(forward_output(
                                         pipe, stream, events.clone(), output_sent.clone(),
-                                        task.limits.output_bytes, output_full.clone(),
-                                    )));
+                                        task.limits.output_bytes, output_full.clone(), at_eof,
+                                    ));
+                                    readers.push((reader, eof));
                                 }
                             }
                         }
@@ -453,9 +460,11 @@ async fn execute(
     let mut reaped = ended && reported_end;
     timeline.mark("namespace gone");
     // The task's processes are gone, so its pipes reach EOF; the bound only
-    // guards against a bug.
-    for mut reader in readers {
-        if tokio::time::timeout(KILL_GRACE, &mut reader).await.is_err() {
+    // guards against a bug. What the readers still hold for the driver
+    // goes after purge (`run_in_span`).
+    let mut handles = Vec::new();
+    for (reader, eof) in readers {
+        if tokio::time::timeout(KILL_GRACE, eof).await.is_err() {
             // Something still holds the task's pipe: stop reading, so the
             // client's stream ends and purge goes on.
             tracing::error!(task_id = %task.id, "task output still open after the task ended");
@@ -464,6 +473,7 @@ async fn execute(
             // purge must look for processes of the uid after all.
             reaped = false;
         }
+        handles.push(reader);
     }
     if exit.is_none() && failure.is_none() && killed.is_none() {
         // Ready hands the output pipes to their readers.
@@ -483,7 +493,7 @@ async fn execute(
         failure,
         exit.unwrap_or((None, None, None)),
     );
-    Ok((exited, reaped))
+    Ok((exited, reaped, handles))
 }
 
 fn outcome(
@@ -586,8 +596,9 @@ pub fn wire_limits(l: &airlock_policy::Limits) -> WireLimits {
 
 /// Streams one pipe to the client until EOF, within the task's output
 /// bound (stdout and stderr together; past it, it drops the rest and
-/// signals `full`), in chunks of at most [`OUTPUT_CHUNK`] bytes. A chunk
-/// waits [`OUTPUT_LINGER`] after its first byte for more (not at EOF), and
+/// signals `full`), in chunks of at most [`OUTPUT_CHUNK`] bytes, and says
+/// when the pipe has reached EOF (`at_eof`). A chunk waits
+/// [`OUTPUT_LINGER`] after its first byte for more (not at EOF), and
 /// grows while the driver's stream has no room: a task that writes a byte
 /// at a time made an event each, half a million in 2 s, and a client's
 /// HTTP/2 layer answered that many small frames by closing its whole
@@ -600,7 +611,9 @@ async fn forward_output(
     sent: Arc<AtomicU64>,
     limit: u64,
     full: Arc<Notify>,
+    at_eof: tokio::sync::oneshot::Sender<()>,
 ) {
+    let mut at_eof = Some(at_eof);
     // Allocated at the first output: a task that prints nothing (a sleeping
     // one) costs the supervisor no buffer.
     let mut buf = Vec::new();
@@ -614,6 +627,11 @@ async fn forward_output(
     let linger = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(linger);
     while open || !chunk.is_empty() {
+        if !open {
+            if let Some(at_eof) = at_eof.take() {
+                let _ = at_eof.send(());
+            }
+        }
         tokio::select! {
             permit = events.reserve(), if !chunk.is_empty() && !lingering => match permit {
                 Ok(permit) => permit.send(Ok(event(task_event::Event::Output(OutputChunk {

@@ -11,7 +11,7 @@ use airlock_executor::client::{connect, Endpoint};
 use airlock_protocol::v1::airlock_client::AirlockClient;
 use airlock_protocol::v1::{
     task_event, ExitReason, Exited, Limits, ListTasksRequest, ListTasksResponse, RunTaskRequest,
-    Started, Stream,
+    Started, Stream, TaskEvent,
 };
 use tonic::transport::Channel;
 
@@ -327,17 +327,21 @@ path = "/usr/bin/python3"
             }
         };
         let mut out = Outcome::default();
-        while let Some(ev) = stream.message().await.unwrap() {
-            match ev.event.unwrap() {
-                task_event::Event::Started(s) => out.started = Some(s),
-                task_event::Event::Output(o) if o.stream == Stream::Stdout as i32 => {
-                    out.stdout.extend(o.data)
-                }
-                task_event::Event::Output(o) => out.stderr.extend(o.data),
-                task_event::Event::Exited(e) => out.exited = Some(e),
-            }
-        }
+        read_events(&mut stream, &mut out).await;
         out
+    }
+
+    /// Starts a task and reads its first event, `Started`; the rest is
+    /// the caller's to read, or not.
+    pub async fn start_unread(&self, req: RunTaskRequest) -> tonic::Streaming<TaskEvent> {
+        let mut client = self.client().await;
+        let mut stream = client.run_task(req).await.unwrap().into_inner();
+        let first = stream.message().await.unwrap().unwrap();
+        assert!(
+            matches!(first.event, Some(task_event::Event::Started(_))),
+            "{first:?}"
+        );
+        stream
     }
 
     /// Runs `python3 -c code` as `user`.
@@ -579,19 +583,24 @@ pub async fn start_background(
             started: Some(started),
             ..Default::default()
         };
-        while let Some(ev) = stream.message().await.unwrap() {
-            match ev.event.unwrap() {
-                task_event::Event::Output(o) if o.stream == Stream::Stdout as i32 => {
-                    out.stdout.extend(o.data)
-                }
-                task_event::Event::Output(o) => out.stderr.extend(o.data),
-                task_event::Event::Exited(e) => out.exited = Some(e),
-                task_event::Event::Started(_) => {}
-            }
-        }
+        read_events(&mut stream, &mut out).await;
         out
     });
     (id, handle)
+}
+
+/// Reads a task's events into `out` until its stream ends.
+pub async fn read_events(stream: &mut tonic::Streaming<TaskEvent>, out: &mut Outcome) {
+    while let Some(ev) = stream.message().await.unwrap() {
+        match ev.event.unwrap() {
+            task_event::Event::Started(s) => out.started = Some(s),
+            task_event::Event::Output(o) if o.stream == Stream::Stdout as i32 => {
+                out.stdout.extend(o.data)
+            }
+            task_event::Event::Output(o) => out.stderr.extend(o.data),
+            task_event::Event::Exited(e) => out.exited = Some(e),
+        }
+    }
 }
 
 /// A marker file written by the test, readable by everyone.

@@ -299,15 +299,8 @@ async fn unread_output_holds_little_of_airlockds_memory() {
     let code = "import os, time\nb = b'x' * 65536\nfor _ in range(200): os.write(1, b)\nprint('unreachable')";
     let mut streams = Vec::new();
     for _ in 0..20 {
-        let mut client = d.client().await;
-        let mut stream = client
-            .run_task(python("alice", code))
-            .await
-            .unwrap()
-            .into_inner();
         // Started, then nothing more is read.
-        stream.message().await.unwrap().unwrap();
-        streams.push((client, stream));
+        streams.push(d.start_unread(python("alice", code)).await);
     }
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let per_task = d.rss_kib().saturating_sub(before) / 20;
@@ -365,4 +358,29 @@ async fn tiny_writes_do_not_cost_a_shared_connection() {
         events < 1_600 + bytes / 65_536,
         "{bytes} bytes in {events} events"
     );
+}
+
+/// A driver that pauses past the task's end (a user paging through its
+/// output) still gets all of it, then `Exited`: the readers' last chunks
+/// used to be dropped 5 s after the task ended.
+#[tokio::test]
+async fn a_driver_that_pauses_gets_all_the_output() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts {
+        limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"16MiB\"\ntmp = \"16MiB\"\n",
+        ..Opts::default()
+    });
+    let code = "import os, sys\nsys.stdout.write('x' * 2_330_000)\nsys.stdout.flush()\nos.write(2, b'stderr-end')";
+    // Started; then the task writes all, blocks, and ends while the
+    // driver reads nothing for 7 s.
+    let mut stream = d.start_unread(python("alice", code)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let mut out = Outcome::default();
+    read_events(&mut stream, &mut out).await;
+    assert_eq!(out.reason(), ExitReason::Completed, "{:?}", out.exited);
+    assert_eq!(out.stdout.len(), 2_330_000);
+    assert_eq!(out.stderr(), "stderr-end");
+    assert!(!d.log().contains("task output still open"), "{}", d.log());
 }
