@@ -13,7 +13,7 @@ use airlock_protocol::v1::{ExplainTaskResponse, RunTaskRequest};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditEvent;
-use crate::supervisor::{LiveTask, LoadedPolicy, Supervisor};
+use crate::supervisor::{LoadedPolicy, Supervisor};
 
 /// Why a task was not admitted; `service` maps each to a gRPC status.
 #[derive(Debug, thiserror::Error)]
@@ -293,12 +293,9 @@ fn reserve(
         uid = sup.uids.allocate().ok_or(AdmitError::PoolExhausted(
             policy.policy.uid_pool.count as usize,
         ))?;
-        registry.live.insert(
-            id.to_string(),
-            LiveTask {
-                info: crate::supervisor::task_info(id, req, uid, started_at_ms),
-                cancel: cancel.clone(),
-            },
+        registry.insert(
+            crate::supervisor::task_info(id, req, uid, started_at_ms),
+            cancel.clone(),
         );
     }
     let lease = match policy.policy.network.mode {

@@ -124,18 +124,11 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
             tracing::info!(task_id = %task.id, reason = reason_name(exited.reason), code = ?exited.exit_code, signal = ?exited.signal, "task ended")
         }
     }
-    {
-        let mut registry = sup.registry();
-        if let Some(mut live) = registry.live.remove(&task.id) {
-            live.info.state = TaskState::Exited as i32;
-            live.info.ended_at_ms = ended_at_ms;
-            live.info.exited = Some(exited.clone());
-            registry.ended.push_back(live.info);
-            while registry.ended.len() > crate::supervisor::ENDED_TASKS_KEPT {
-                registry.ended.pop_front();
-            }
-        }
-    }
+    sup.registry().end(&task.id, |info| {
+        info.state = TaskState::Exited as i32;
+        info.ended_at_ms = ended_at_ms;
+        info.exited = Some(exited.clone());
+    });
     timeline.mark("recorded (audit, registry)");
     // The task is gone and purged; its last output may still wait for a
     // driver that reads slowly (a user paging through it): it goes, then

@@ -108,6 +108,8 @@ pub struct LiveTask {
     pub info: TaskInfo,
     /// Cancels the task (CancelTask, client gone, shutdown).
     pub cancel: CancellationToken,
+    /// Its place in the order of admission (`ListTasks` pages by it).
+    seq: u64,
 }
 
 /// Live and recently ended tasks.
@@ -115,8 +117,11 @@ pub struct LiveTask {
 pub struct Registry {
     /// Live tasks by id.
     pub live: HashMap<String, LiveTask>,
-    /// Ended tasks, newest last.
-    pub ended: VecDeque<TaskInfo>,
+    /// Ended tasks with their place in the order of admission, newest
+    /// last.
+    pub ended: VecDeque<(u64, TaskInfo)>,
+    /// The next task's place.
+    next_seq: u64,
 }
 
 /// How much of a task's groups and arguments its [`TaskInfo`] keeps: a
@@ -180,43 +185,58 @@ pub fn abridge<S: AsRef<str>>(list: &[S], budget: usize) -> (Vec<String>, bool) 
 }
 
 impl Registry {
-    /// One page of `ListTasks`: the tasks after `after` (a start time and
-    /// task id, from the last page) in that order, at most `size` of them
-    /// and [`PAGE_BYTES_MAX`] bytes; and where the next page starts, when
-    /// tasks are left.
-    pub fn page(
-        &self,
-        size: usize,
-        after: Option<(u64, &str)>,
-    ) -> (Vec<TaskInfo>, Option<(u64, String)>) {
-        use prost::Message;
-        fn key(t: &TaskInfo) -> (u64, &str) {
-            (t.started_at_ms, t.task_id.as_str())
+    /// Registers a task just admitted, after every task before it.
+    pub fn insert(&mut self, info: TaskInfo, cancel: CancellationToken) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let id = info.task_id.clone();
+        self.live.insert(id, LiveTask { info, cancel, seq });
+    }
+
+    /// Moves a live task to the ended ones, `update`d, keeping the last
+    /// [`ENDED_TASKS_KEPT`].
+    pub fn end(&mut self, id: &str, update: impl FnOnce(&mut TaskInfo)) {
+        if let Some(mut live) = self.live.remove(id) {
+            update(&mut live.info);
+            self.ended.push_back((live.seq, live.info));
+            while self.ended.len() > ENDED_TASKS_KEPT {
+                self.ended.pop_front();
+            }
         }
-        let mut tasks: Vec<&TaskInfo> = self
+    }
+
+    /// One page of `ListTasks`: the tasks admitted after `after` (the
+    /// last task of the page before), in the order of admission, at most
+    /// `size` of them and [`PAGE_BYTES_MAX`] bytes; and the last one's
+    /// place, when tasks are left. A task admitted while pages are read
+    /// comes after every task listed already: none is skipped.
+    pub fn page(&self, size: usize, after: Option<u64>) -> (Vec<TaskInfo>, Option<u64>) {
+        use prost::Message;
+        let mut tasks: Vec<(u64, &TaskInfo)> = self
             .ended
             .iter()
-            .chain(self.live.values().map(|l| &l.info))
-            .filter(|t| after.is_none_or(|after| key(t) > after))
+            .map(|(seq, info)| (*seq, info))
+            .chain(self.live.values().map(|l| (l.seq, &l.info)))
+            .filter(|(seq, _)| after.is_none_or(|after| *seq > after))
             .collect();
-        tasks.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+        tasks.sort_unstable_by_key(|(seq, _)| *seq);
         let size = match size {
             0 => PAGE_SIZE_MAX,
             size => size.min(PAGE_SIZE_MAX),
         };
         let mut page = Vec::new();
+        let mut last = None;
         let mut bytes = 0;
-        for task in &tasks {
+        for (seq, task) in &tasks {
             // Each task costs its length and a few bytes of framing.
             bytes += task.encoded_len() + 8;
             if page.len() == size || (bytes > PAGE_BYTES_MAX && !page.is_empty()) {
                 break;
             }
             page.push((*task).clone());
+            last = Some(*seq);
         }
-        let next = (page.len() < tasks.len())
-            .then(|| page.last().map(|t| (t.started_at_ms, t.task_id.clone())))
-            .flatten();
+        let next = last.filter(|_| page.len() < tasks.len());
         (page, next)
     }
 }
@@ -318,29 +338,31 @@ mod tests {
         assert_eq!(abridge::<&str>(&[], 0), (vec![], false));
     }
 
-    fn info(id: &str, started: u64, args: usize) -> TaskInfo {
+    fn info(id: &str, args: usize) -> TaskInfo {
         TaskInfo {
             task_id: id.to_string(),
-            started_at_ms: started,
             args: vec!["x".repeat(args)],
             ..Default::default()
         }
     }
 
     #[test]
-    fn pages_list_each_task_once_in_start_order() {
+    fn pages_list_each_task_once_in_the_order_of_admission() {
         let mut registry = Registry::default();
-        for (id, started) in [("b", 2), ("a", 2), ("c", 1), ("d", 3)] {
-            registry.ended.push_back(info(id, started, 0));
+        for id in ["c", "a", "b", "d"] {
+            registry.insert(info(id, 0), CancellationToken::new());
         }
+        registry.end("a", |t| t.state = 3);
         let ids = |page: &[TaskInfo]| page.iter().map(|t| t.task_id.clone()).collect::<Vec<_>>();
         let (first, next) = registry.page(3, None);
         assert_eq!(ids(&first), ["c", "a", "b"]);
-        assert_eq!(next, Some((2, "b".to_string())));
-        // A task that started meanwhile comes after the others.
-        registry.ended.push_back(info("e", 9, 0));
-        let (second, next) = registry.page(3, Some((2, "b")));
-        assert_eq!(ids(&second), ["d", "e"]);
+        assert_eq!(next, Some(2));
+        // A task admitted meanwhile comes after the others, whatever its
+        // id or start time; one that ends meanwhile keeps its place.
+        registry.insert(info("0", 0), CancellationToken::new());
+        registry.end("d", |_| {});
+        let (second, next) = registry.page(3, next);
+        assert_eq!(ids(&second), ["d", "0"]);
         assert_eq!(next, None);
     }
 
@@ -348,17 +370,30 @@ mod tests {
     fn a_page_ends_before_it_passes_its_byte_bound() {
         let mut registry = Registry::default();
         for i in 0..5 {
-            registry
-                .ended
-                .push_back(info(&format!("t{i}"), i, PAGE_BYTES_MAX / 3));
+            registry.insert(
+                info(&format!("t{i}"), PAGE_BYTES_MAX / 3),
+                CancellationToken::new(),
+            );
         }
         let (page, next) = registry.page(0, None);
         assert_eq!(page.len(), 2);
-        assert_eq!(next, Some((1, "t1".to_string())));
+        assert_eq!(next, Some(1));
         // One task larger than the bound still gets a page of its own.
         let mut big = Registry::default();
-        big.ended.push_back(info("big", 1, PAGE_BYTES_MAX * 2));
+        big.insert(info("big", PAGE_BYTES_MAX * 2), CancellationToken::new());
         assert_eq!(big.page(0, None).0.len(), 1);
+    }
+
+    #[test]
+    fn the_last_ended_tasks_are_kept() {
+        let mut registry = Registry::default();
+        for i in 0..ENDED_TASKS_KEPT + 2 {
+            let id = format!("t{i}");
+            registry.insert(info(&id, 0), CancellationToken::new());
+            registry.end(&id, |_| {});
+        }
+        assert_eq!(registry.ended.len(), ENDED_TASKS_KEPT);
+        assert_eq!(registry.ended[0].1.task_id, "t2");
     }
 
     #[test]

@@ -139,8 +139,8 @@ impl Airlock for AirlockService {
                     .ended
                     .iter()
                     .rev()
-                    .find(|t| t.task_id == id)
-                    .cloned()
+                    .find(|(_, t)| t.task_id == id)
+                    .map(|(_, t)| t.clone())
             })
             .map(Response::new)
             .ok_or_else(|| {
@@ -194,7 +194,7 @@ impl Airlock for AirlockService {
         let request = request.into_inner();
         let after = match request.page_token.as_str() {
             "" => None,
-            token => Some(parse_page_token(token).ok_or_else(|| {
+            token => Some(token.parse::<u64>().ok().ok_or_else(|| {
                 Status::invalid_argument(
                     "page_token is not one ListTasks gave: pass its next_page_token, or none for the first page",
                 )
@@ -203,15 +203,7 @@ impl Airlock for AirlockService {
         let (tasks, next) = self.sup.registry().page(request.page_size as usize, after);
         Ok(Response::new(ListTasksResponse {
             tasks,
-            next_page_token: next
-                .map(|(started, id)| format!("{started}:{id}"))
-                .unwrap_or_default(),
+            next_page_token: next.map(|seq| seq.to_string()).unwrap_or_default(),
         }))
     }
-}
-
-/// A `next_page_token`: the last listed task's start time and id.
-fn parse_page_token(token: &str) -> Option<(u64, &str)> {
-    let (started, id) = token.split_once(':')?;
-    Some((started.parse().ok()?, id))
 }
