@@ -212,10 +212,7 @@ pub fn admit(
     // Recorded once the outcome is known: an allowed task that could not
     // be started (a duplicate id, no free uid, no network namespace) is
     // "refused", not "allow".
-    let mut env_names: Vec<&str> = req.env.keys().map(String::as_str).collect();
-    env_names.sort_unstable();
-    let (env_names, env_names_abridged) =
-        crate::supervisor::abridge(&env_names, crate::audit::ENV_NAMES_LOGGED_BYTES);
+    let env_names = crate::audit::EnvNames::of(req.env.keys());
     let record = |decision: &'static str, reason: Option<&str>| {
         sup.audit.record(&AuditEvent::Admission {
             task_id: &id,
@@ -224,8 +221,9 @@ pub fn admit(
             program: &req.program,
             arg_count: req.args.len(),
             env_count: req.env.len(),
-            env_names: &env_names,
-            env_names_abridged,
+            env_names: &env_names.shown,
+            env_names_abridged: env_names.sha256.is_some(),
+            env_names_sha256: env_names.sha256.as_deref(),
             decision,
             reason,
             driver,

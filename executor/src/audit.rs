@@ -14,6 +14,40 @@ use serde::Serialize;
 /// How many bytes of environment names an admission record keeps.
 pub const ENV_NAMES_LOGGED_BYTES: usize = 4 << 10;
 
+/// A request's environment names as an admission record keeps them.
+pub struct EnvNames {
+    /// Sorted, whole names, up to [`ENV_NAMES_LOGGED_BYTES`].
+    pub shown: Vec<String>,
+    /// When names were left out: the SHA-256 of all of them, sorted, each
+    /// followed by a NUL byte.
+    pub sha256: Option<String>,
+}
+
+impl EnvNames {
+    /// Names are never cut: a cut one would be a name nobody asked for.
+    pub fn of<'a>(names: impl Iterator<Item = &'a String>) -> Self {
+        let mut names: Vec<&str> = names.map(String::as_str).collect();
+        names.sort_unstable();
+        let mut left = ENV_NAMES_LOGGED_BYTES;
+        let shown: Vec<String> = names
+            .iter()
+            .take_while(|name| match left.checked_sub(name.len()) {
+                Some(rest) => {
+                    left = rest;
+                    true
+                }
+                None => false,
+            })
+            .map(|name| name.to_string())
+            .collect();
+        let sha256 = (shown.len() < names.len()).then(|| {
+            let all: Vec<u8> = names.iter().flat_map(|n| n.bytes().chain([0])).collect();
+            crate::pin::sha256_hex(all.as_slice()).unwrap_or_default()
+        });
+        Self { shown, sha256 }
+    }
+}
+
 /// One audit event.
 #[derive(Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -47,9 +81,13 @@ pub enum AuditEvent<'a> {
         /// [`ENV_NAMES_LOGGED_BYTES`]: a request may carry 1 MiB of names,
         /// and every decision is recorded, denials too.
         env_names: &'a [String],
-        /// Set when `env_names` was cut to fit.
+        /// Set when `env_names` leaves names out.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         env_names_abridged: bool,
+        /// Then: the SHA-256 of every name, sorted, each followed by a NUL
+        /// byte, so that the record still pins the whole list.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        env_names_sha256: Option<&'a str>,
         /// "allow", "deny", or "refused" (allowed, but it could not start:
         /// a duplicate id, no free uid, no network namespace).
         decision: &'static str,

@@ -165,7 +165,7 @@ pub fn task_info(
 
 /// The strings of `list` up to `budget` bytes in all: the last one kept
 /// is cut on a UTF-8 boundary to fit; true when anything was left out.
-pub fn abridge<S: AsRef<str>>(list: &[S], budget: usize) -> (Vec<String>, bool) {
+fn abridge<S: AsRef<str>>(list: &[S], budget: usize) -> (Vec<String>, bool) {
     let mut left = budget;
     let mut kept = Vec::new();
     for item in list.iter().map(AsRef::as_ref) {

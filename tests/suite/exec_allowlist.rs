@@ -158,8 +158,17 @@ async fn program_not_on_allowlist_is_denied_before_anything_runs() {
     assert_eq!(denial["env_names_abridged"], true);
     let names = denial["env_names"].as_array().unwrap();
     assert!(names[0].as_str().unwrap().starts_with("V0000_"), "sorted");
-    let bytes: usize = names.iter().map(|n| n.as_str().unwrap().len()).sum();
-    assert_eq!(bytes, 4096);
+    // Whole names only (a cut one would be a name nobody asked for): 40
+    // of 100 bytes fill 4 KiB; the digest pins all 8,000.
+    assert_eq!(names.len(), 40);
+    assert!(names.iter().all(|n| n.as_str().unwrap().len() == 100));
+    let mut all: Vec<String> = (0..8000)
+        .map(|i| format!("V{i:04}_{}", "X".repeat(94)))
+        .collect();
+    all.sort();
+    let joined: Vec<u8> = all.iter().flat_map(|n| n.bytes().chain([0])).collect();
+    let digest = airlock_executor::pin::sha256_hex(joined.as_slice()).unwrap();
+    assert_eq!(denial["env_names_sha256"], digest.as_str());
     let size = std::fs::metadata(&d.audit_log).unwrap().len();
     assert!(size < 16 << 10, "the audit log is {size} bytes");
     assert!(d.scratch_dirs().is_empty(), "no scratch dir was made");
