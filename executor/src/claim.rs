@@ -118,6 +118,8 @@ pub fn check_scratch_root(root: &Path, pool: UidPool) -> anyhow::Result<()> {
     let foreign: Vec<String> = entries
         .flatten()
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        // A file system of its own has one; start-up leaves it alone.
+        .filter(|e| !(e.file_name() == "lost+found" && e.metadata().is_ok_and(|m| m.uid() == 0)))
         .filter(|e| !e.metadata().is_ok_and(|m| m.is_dir() && in_pool(m.uid())))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();

@@ -211,15 +211,25 @@ pub fn startup_cleanup(first_uid: u32, count: u32, scratch_root: &Path) -> Lefto
         }
     }
     if let Ok(entries) = std::fs::read_dir(scratch_root) {
-        // Task ids never start with '.': dot files are airlockd's own.
+        // Task ids never start with '.': dot files are airlockd's own. A
+        // scratch dir was its task uid's; anything else is not removed
+        // (`claim::check_scratch_root` refused to start on it, or it is a
+        // file system's lost+found).
         for entry in entries
             .flatten()
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         {
-            let owner = entry.metadata().map(|m| m.uid()).ok();
+            let Some(uid) = entry
+                .metadata()
+                .ok()
+                .map(|m| m.uid())
+                .filter(|u| in_pool(*u))
+            else {
+                continue;
+            };
             if remove_scratch(&entry.path()) {
                 found.removed += 1;
-            } else if let Some(uid) = owner.filter(|u| in_pool(*u)) {
+            } else {
                 found.stuck_uids.push(uid);
             }
         }

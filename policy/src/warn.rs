@@ -20,8 +20,9 @@ pub struct HostFacts {
     /// The SHA-256 (64 lower-case hex digits) of each pinned program that
     /// could be read.
     pub sha256: BTreeMap<PathBuf, String>,
-    /// Programs that exist but are not a regular file with an execute
-    /// permission bit (a directory, a data file).
+    /// Programs that exist but are not a regular file that others (the
+    /// tasks' uids) may execute: a directory, a data file, a program only
+    /// its owner or group may run.
     pub not_executable: BTreeSet<PathBuf>,
 }
 
@@ -164,9 +165,10 @@ impl Policy {
                 warn(
                     format!("{key}.path"),
                     format!(
-                        "{} is not an executable file (a directory, or a file without execute \
-                         permission): airlockd refuses to load a policy whose program is a \
-                         directory, and a task of a file it cannot execute fails to start",
+                        "{} is not a file that tasks may execute (a directory, or a file \
+                         without execute permission for others, which tasks' uids are): airlockd \
+                         refuses to load a policy whose program is a directory, and a task of a \
+                         file it cannot execute fails to start",
                         rule.path.display()
                     ),
                 );

@@ -105,7 +105,7 @@ fn each_risky_entry_is_warned_about_with_its_key() {
                 not_executable: [PathBuf::from("/usr/bin/python3")].into(),
                 ..Default::default()
             },
-            vec!["program[1].path: /usr/bin/python3 is not an executable file (a directory, or a file without execute permission): airlockd refuses to load a policy whose program is a directory, and a task of a file it cannot execute fails to start"],
+            vec!["program[1].path: /usr/bin/python3 is not a file that tasks may execute (a directory, or a file without execute permission for others, which tasks' uids are): airlockd refuses to load a policy whose program is a directory, and a task of a file it cannot execute fails to start"],
         ),
         (
             "a single-user cluster's user allowed no program",

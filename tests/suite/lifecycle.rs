@@ -283,7 +283,12 @@ async fn restart_after_crash_cleans_leftovers() {
     std::fs::create_dir(&old).unwrap();
     std::fs::write(old.join("data"), "x").unwrap();
     std::os::unix::fs::chown(&old, Some(d.uid_first + 3), None).unwrap();
+    // A scratch root on a file system of its own has a lost+found, which
+    // start-up neither refuses nor removes.
+    let lost = d.scratch_root.join("lost+found");
+    std::fs::create_dir(&lost).unwrap();
     d.restart();
+    assert!(lost.is_dir(), "start-up removed lost+found");
     assert!(
         d.pool_processes().is_empty(),
         "start-up left processes of pool uids: {:?}",

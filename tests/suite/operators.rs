@@ -120,11 +120,21 @@ fn policy_check_prints_errors_with_lines_and_warnings_without_failing() {
                  [network]\nmode = \"host\"\nconnect_tcp = [443, 80]\n\
                  [[program]]\npath = \"/usr/bin/python3\"\n[[program]]\npath = \"/opt/nowhere/tool\"\n\
                  [[program]]\npath = \"/etc/passwd\"\n";
+    // A program only its owner may run: tasks' uids are others.
+    let own_dir = shared_tempdir("airlock-own-");
+    let own = own_dir.path().join("owner-only");
+    std::fs::write(&own, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let risky = format!(
+        "{risky}[[program]]\npath = {:?}\n",
+        own.display().to_string()
+    );
+    let risky = risky.as_str();
     std::fs::write(&file, risky).unwrap();
     let (code, stdout, stderr) = airlock_cli(&["policy", "check", file_arg]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
-        stdout.contains("ok (cluster c, 3 programs, 5 warnings)"),
+        stdout.contains("ok (cluster c, 4 programs, 6 warnings)"),
         "{stdout}"
     );
     for at in [
@@ -132,7 +142,8 @@ fn policy_check_prints_errors_with_lines_and_warnings_without_failing() {
         "10:21: warning: network.connect_tcp[2]: port 80",
         "7:26: warning: sandbox.read_only[2]: /srv/nowhere does not exist on this host",
         "14:8: warning: program[2].path: /opt/nowhere/tool does not exist on this host",
-        "16:8: warning: program[3].path: /etc/passwd is not an executable file",
+        "16:8: warning: program[3].path: /etc/passwd is not a file that tasks may execute",
+        "18:8: warning: program[4].path: ",
     ] {
         assert!(
             stderr.contains(&format!("{file_arg}:{at}")),

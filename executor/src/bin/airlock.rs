@@ -470,8 +470,10 @@ fn host_facts(policy: &airlock_policy::Policy) -> airlock_policy::HostFacts {
     }
     for rule in &policy.programs {
         use std::os::unix::fs::PermissionsExt;
+        // Tasks run as uids of the pool, which neither own the file nor
+        // have its group: only the bits for others count.
         let executable = std::fs::metadata(&rule.path)
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            .map(|m| m.is_file() && m.permissions().mode() & 0o001 != 0);
         if executable.is_ok_and(|x| !x) {
             facts.not_executable.insert(rule.path.clone());
         }
