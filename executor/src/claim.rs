@@ -78,6 +78,47 @@ pub fn check_no_account_in(pool: UidPool) -> anyhow::Result<()> {
     )
 }
 
+/// Refuses a pool that overlaps a user's subordinate uids (/etc/subuid):
+/// that user's rootless containers run as them, and start-up would kill
+/// their processes.
+pub fn check_no_subordinate_uids_in(pool: UidPool) -> anyhow::Result<()> {
+    let text = match std::fs::read_to_string("/etc/subuid") {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err).context("read /etc/subuid"),
+    };
+    let found = subordinate_overlaps(&text, pool);
+    if found.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the uid pool {}..{} (sandbox.uid_first, sandbox.uid_count) overlaps subordinate uids of /etc/subuid: {}; \
+         start-up would kill their users' container processes: move the pool to uids no range there holds",
+        pool.first,
+        pool.first + pool.count,
+        found.join(", ")
+    )
+}
+
+/// The ranges of an /etc/subuid text (`user:first:count` lines) that
+/// overlap `pool`, as `user (first..end)`.
+fn subordinate_overlaps(text: &str, pool: UidPool) -> Vec<String> {
+    let (pool_start, pool_end) = (
+        u64::from(pool.first),
+        u64::from(pool.first) + u64::from(pool.count),
+    );
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.trim().split(':');
+            let user = fields.next()?;
+            let first: u64 = fields.next()?.parse().ok()?;
+            let count: u64 = fields.next()?.parse().ok()?;
+            let end = first.saturating_add(count);
+            (first < pool_end && pool_start < end).then(|| format!("{user} ({first}..{end})"))
+        })
+        .collect()
+}
+
 /// Every account the user database enumerates, with its uid.
 fn accounts() -> Vec<(String, u32)> {
     let mut found = Vec::new();
@@ -144,6 +185,19 @@ pub fn check_scratch_root(root: &Path, pool: UidPool) -> anyhow::Result<()> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subordinate_ranges_that_overlap_the_pool_are_found() {
+        let text = "alice:100000:65536\nbob:165536:65536\n# comment\nbad line\n";
+        let pool = |first, count| UidPool { first, count };
+        assert_eq!(
+            subordinate_overlaps(text, pool(200_000, 1000)),
+            ["bob (165536..231072)"]
+        );
+        assert_eq!(subordinate_overlaps(text, pool(165_000, 1000)).len(), 2);
+        assert!(subordinate_overlaps(text, pool(231_072, 1000)).is_empty());
+        assert!(subordinate_overlaps(text, pool(99_000, 1000)).is_empty());
+    }
 
     #[test]
     fn the_user_database_lists_root() {

@@ -133,6 +133,7 @@ pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<P
     // finds in the scratch root: both must be this airlockd's alone.
     let uid_lock = crate::claim::lock_uid_pool(policy.uid_pool)?;
     crate::claim::check_no_account_in(policy.uid_pool)?;
+    crate::claim::check_no_subordinate_uids_in(policy.uid_pool)?;
     crate::claim::check_scratch_root(&policy.scratch_root, policy.uid_pool)?;
     prepare_scratch_root(&policy.scratch_root)?;
     let lock = lock_scratch_root(&policy.scratch_root)?;

@@ -720,9 +720,10 @@ async fn start_up_refuses_a_uid_pool_another_airlockd_uses() {
 }
 
 /// An account whose uid is in the pool would have its processes killed by
-/// start-up, and tasks would run as it.
+/// start-up, and tasks would run as it; so would a user's containers whose
+/// subordinate uids are in it.
 #[tokio::test]
-async fn start_up_refuses_a_uid_pool_holding_an_account() {
+async fn start_up_refuses_a_uid_pool_holding_an_accounts_uids() {
     if !privileged() {
         return;
     }
@@ -737,7 +738,14 @@ async fn start_up_refuses_a_uid_pool_holding_an_account() {
     let uid = d.uid_first + 7;
     let account = Account(format!("airlock-t{}", std::process::id()));
     let made = std::process::Command::new("useradd")
-        .args(["--no-create-home", "--shell", "/usr/sbin/nologin", "--uid"])
+        // A system account: no subordinate uids are given it in /etc/subuid.
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--uid",
+        ])
         .arg(uid.to_string())
         .arg(&account.0)
         .status()
@@ -746,8 +754,29 @@ async fn start_up_refuses_a_uid_pool_holding_an_account() {
     let (err, _) = refused_start(&d, |text, _| text).await;
     assert!(err.contains(&format!("{} ({uid})", account.0)), "{err}");
     assert!(err.contains("move the pool"), "{err}");
-    // Control: without the account, the same policy starts.
     drop(account);
+    // So do a user's subordinate uids, which rootless containers run as.
+    struct Restore(Option<String>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            match &self.0 {
+                Some(text) => std::fs::write("/etc/subuid", text).unwrap(),
+                None => std::fs::remove_file("/etc/subuid").unwrap(),
+            }
+        }
+    }
+    let subuid = Restore(std::fs::read_to_string("/etc/subuid").ok());
+    let line = format!("airlock-sub:{}:100\n", d.uid_first + 40);
+    std::fs::write(
+        "/etc/subuid",
+        format!("{}{line}", subuid.0.as_deref().unwrap_or("")),
+    )
+    .unwrap();
+    let (err, _) = refused_start(&d, |text, _| text).await;
+    let range = format!("airlock-sub ({}..{})", d.uid_first + 40, d.uid_first + 140);
+    assert!(err.contains(&range), "{err}");
+    // Control: without either, the same policy starts.
+    drop(subuid);
     d.restart();
 }
 
