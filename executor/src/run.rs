@@ -132,15 +132,16 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
     timeline.mark("recorded (audit, registry)");
     // The task is gone and purged; its last output may still wait for a
     // driver that reads slowly (a user paging through it): it goes, then
-    // `Exited`, however long that takes while the driver is connected
-    // (at most about 0.6 MiB of it wait here). A driver that hangs up
-    // ends both at once.
+    // `Exited`, as long as the driver takes an event at least every
+    // DELIVERY_IDLE. A driver that hangs up ends both at once.
     for reader in readers {
         let _ = reader.await;
     }
-    let _ = events
-        .send(Ok(event(task_event::Event::Exited(exited))))
-        .await;
+    let _ = tokio::time::timeout(
+        DELIVERY_IDLE,
+        events.send(Ok(event(task_event::Event::Exited(exited)))),
+    )
+    .await;
     timeline.mark("reported to the client");
     tracing::debug!(stages_us = ?timeline.durations_us(), "task timeline");
     timeline
@@ -304,6 +305,35 @@ const OUTPUT_CHUNK: usize = 64 << 10;
 /// timer rounds it up to the next millisecond: 1 to 2 ms).
 const OUTPUT_LINGER: Duration = Duration::from_millis(1);
 
+/// The output a task may still stream, stdout and stderr together.
+#[derive(Clone)]
+struct OutputBudget {
+    /// Bytes read so far.
+    sent: Arc<AtomicU64>,
+    /// The task's output limit.
+    limit: u64,
+    /// Notified when the task wrote past the limit.
+    full: Arc<Notify>,
+}
+
+impl OutputBudget {
+    /// How many of `n` bytes just read may be streamed; past the limit,
+    /// notifies `full`.
+    fn take(&self, n: usize) -> usize {
+        let before = self.sent.fetch_add(n as u64, Ordering::SeqCst);
+        let allowed = self.limit.saturating_sub(before).min(n as u64) as usize;
+        if allowed < n {
+            self.full.notify_one();
+        }
+        allowed
+    }
+}
+
+/// Once a task has ended, how long its driver may go without taking an
+/// event before the rest of the task's output is dropped and its stream
+/// ends without `Exited`.
+const DELIVERY_IDLE: Duration = Duration::from_secs(60);
+
 /// How many events a task's stream holds for its driver: with
 /// [`OUTPUT_CHUNK`], at most 128 KiB of output a task for a driver that
 /// reads slowly (it was 64 events, 4 MiB).
@@ -353,9 +383,14 @@ async fn execute(
 
     let deadline = tokio::time::sleep(Duration::from_millis(task.limits.wall_time_ms));
     tokio::pin!(deadline);
-    let output_full = Arc::new(Notify::new());
-    let output_sent = Arc::new(AtomicU64::new(0));
+    let budget = OutputBudget {
+        sent: Arc::new(AtomicU64::new(0)),
+        limit: task.limits.output_bytes,
+        full: Arc::new(Notify::new()),
+    };
     let mut readers = Vec::new();
+    // Cancelled once every process of the task is gone.
+    let task_ended = tokio_util::sync::CancellationToken::new();
     let mut lines = BufReader::new(launched.reports).lines();
     let mut killed: Option<KillCause> = None;
     let mut failure: Option<String> = None;
@@ -385,8 +420,8 @@ async fn execute(
                                 if let Some(pipe) = pipe {
                                     let (at_eof, eof) = tokio::sync::oneshot::channel();
                                     let reader = tokio::spawn(forward_output(
-                                        pipe, stream, events.clone(), output_sent.clone(),
-                                        task.limits.output_bytes, output_full.clone(), at_eof,
+                                        pipe, stream, events.clone(), budget.clone(),
+                                        task_ended.clone(), at_eof,
                                     ));
                                     readers.push((reader, eof));
                                 }
@@ -417,7 +452,7 @@ async fn execute(
                 }
             }
             _ = task.cancel.cancelled(), if killed.is_none() => Some(KillCause::Cancelled),
-            _ = output_full.notified(), if killed.is_none() => Some(KillCause::Output),
+            _ = budget.full.notified(), if killed.is_none() => Some(KillCause::Output),
             // The driver hung up (every send fails from then on): the task
             // ends, even one that prints nothing and would otherwise hold
             // its uid until its deadline.
@@ -452,12 +487,15 @@ async fn execute(
     // Not reaped for sure: purge must look for processes of the uid.
     let mut reaped = ended && reported_end;
     timeline.mark("namespace gone");
-    // The task's processes are gone, so its pipes reach EOF; the bound only
-    // guards against a bug. What the readers still hold for the driver
-    // goes after purge (`run_in_span`).
+    task_ended.cancel();
+    // The task's processes are gone, so its pipes reach EOF, which the
+    // readers now read to whatever the driver has taken; the bound only
+    // guards against a process that outlived the task. What the readers
+    // still hold for the driver goes after purge (`run_in_span`).
+    let eof_by = tokio::time::Instant::now() + KILL_GRACE;
     let mut handles = Vec::new();
     for (reader, eof) in readers {
-        if tokio::time::timeout(KILL_GRACE, eof).await.is_err() {
+        if tokio::time::timeout_at(eof_by, eof).await.is_err() {
             // Something still holds the task's pipe: stop reading, so the
             // client's stream ends and purge goes on.
             tracing::error!(task_id = %task.id, "task output still open after the task ended");
@@ -588,58 +626,79 @@ pub fn wire_limits(l: &airlock_policy::Limits) -> WireLimits {
 }
 
 /// Streams one pipe to the client until EOF, within the task's output
-/// bound (stdout and stderr together; past it, it drops the rest and
-/// signals `full`), in chunks of at most [`OUTPUT_CHUNK`] bytes, and says
-/// when the pipe has reached EOF (`at_eof`). A chunk waits
-/// [`OUTPUT_LINGER`] after its first byte for more (not at EOF), and
-/// grows while the driver's stream has no room: a task that writes a byte
-/// at a time made an event each, half a million in 2 s, and a client's
-/// HTTP/2 layer answered that many small frames by closing its whole
-/// connection, other tasks' streams with it. With the chunk full, the
-/// task's writes wait on its pipe.
+/// `budget` (past it, it drops the rest), in chunks of at most
+/// [`OUTPUT_CHUNK`] bytes, and says when the pipe has reached EOF
+/// (`at_eof`). A chunk waits [`OUTPUT_LINGER`] after its first byte for
+/// more (not at EOF), and grows while the driver's stream has no room: a
+/// task that writes a byte at a time made an event each, half a million
+/// in 2 s, and a client's HTTP/2 layer answered that many small frames by
+/// closing its whole connection, other tasks' streams with it. With the
+/// chunk full, the task's writes wait on its pipe. Once the task has
+/// `ended`, the rest of the pipe is read at once (its EOF is what the task's
+/// end waits for) and goes as the driver takes it, as long as the driver
+/// takes an event every [`DELIVERY_IDLE`].
 async fn forward_output(
     pipe: tokio::net::unix::pipe::Receiver,
     stream: Stream,
     events: EventSender,
-    sent: Arc<AtomicU64>,
-    limit: u64,
-    full: Arc<Notify>,
+    budget: OutputBudget,
+    ended: tokio_util::sync::CancellationToken,
     at_eof: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut at_eof = Some(at_eof);
     // Allocated at the first output: a task that prints nothing (a sleeping
     // one) costs the supervisor no buffer.
     let mut buf = Vec::new();
-    let mut chunk = Vec::new();
+    // Read, not yet sent: at most OUTPUT_CHUNK while the task runs (its
+    // writes then wait); once it has ended, the rest of the pipe too, so
+    // that EOF comes however slowly the driver reads.
+    let mut pending = Vec::new();
+    let mut task_ended = false;
     // Past the output limit, or with the driver gone: read and drop, so
     // that the task never blocks on a full pipe.
     let mut drain = false;
     let mut open = true;
-    // While set, the chunk waits for `linger` to fire.
+    // While set, the pending output waits for `linger` to fire.
     let mut lingering = false;
     let linger = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(linger);
-    while open || !chunk.is_empty() {
+    // Once the task has ended: how long the driver may take an event.
+    let idle = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(idle);
+    while open || !pending.is_empty() {
         if !open {
             if let Some(at_eof) = at_eof.take() {
                 let _ = at_eof.send(());
             }
         }
         tokio::select! {
-            permit = events.reserve(), if !chunk.is_empty() && !lingering => match permit {
-                Ok(permit) => permit.send(Ok(event(task_event::Event::Output(OutputChunk {
-                    stream: stream as i32,
-                    data: std::mem::take(&mut chunk),
-                })))),
+            permit = events.reserve(), if !pending.is_empty() && !lingering => match permit {
+                Ok(permit) => {
+                    let rest = pending.split_off(pending.len().min(OUTPUT_CHUNK));
+                    let data = std::mem::replace(&mut pending, rest);
+                    permit.send(Ok(event(task_event::Event::Output(OutputChunk {
+                        stream: stream as i32,
+                        data,
+                    }))));
+                    idle.as_mut().reset(tokio::time::Instant::now() + DELIVERY_IDLE);
+                }
                 // The driver is gone; the task is being ended
                 // (`events.closed()` in `execute`).
                 Err(_) => {
-                    chunk = Vec::new();
+                    pending = Vec::new();
                     drain = true;
                 }
             },
             () = &mut linger, if lingering => lingering = false,
-            ready = pipe.readable(), if open && chunk.len() < OUTPUT_CHUNK => {
+            () = ended.cancelled(), if !task_ended => {
+                task_ended = true;
+                idle.as_mut().reset(tokio::time::Instant::now() + DELIVERY_IDLE);
+            }
+            () = &mut idle, if task_ended && !pending.is_empty() => {
+                tracing::warn!("the driver took none of an ended task's output for {} s; its stream ends without it", DELIVERY_IDLE.as_secs());
+                return;
+            }
+            ready = pipe.readable(), if open && (pending.len() < OUTPUT_CHUNK || task_ended) => {
                 if ready.is_err() {
                     (open, lingering) = (false, false);
                     continue;
@@ -647,9 +706,9 @@ async fn forward_output(
                 if buf.is_empty() {
                     buf = vec![0u8; OUTPUT_CHUNK];
                 }
-                let room = match drain {
+                let room = match drain || task_ended {
                     true => OUTPUT_CHUNK,
-                    false => OUTPUT_CHUNK - chunk.len(),
+                    false => OUTPUT_CHUNK - pending.len(),
                 };
                 let n = match pipe.try_read(&mut buf[..room]) {
                     Ok(n) if n > 0 => n,
@@ -663,18 +722,16 @@ async fn forward_output(
                 if drain {
                     continue;
                 }
-                let before = sent.fetch_add(n as u64, Ordering::SeqCst);
-                let allowed = limit.saturating_sub(before).min(n as u64) as usize;
+                let allowed = budget.take(n);
                 if allowed < n {
                     (drain, lingering) = (true, false);
-                    full.notify_one();
                 }
-                if chunk.is_empty() && allowed > 0 && !drain {
+                if pending.is_empty() && allowed > 0 && !drain && !task_ended {
                     lingering = true;
                     linger.as_mut().reset(tokio::time::Instant::now() + OUTPUT_LINGER);
                 }
-                chunk.extend_from_slice(&buf[..allowed]);
-                if chunk.len() == OUTPUT_CHUNK {
+                pending.extend_from_slice(&buf[..allowed]);
+                if pending.len() >= OUTPUT_CHUNK || task_ended {
                     lingering = false;
                 }
             }

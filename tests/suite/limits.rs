@@ -382,5 +382,64 @@ async fn a_driver_that_pauses_gets_all_the_output() {
     assert_eq!(out.reason(), ExitReason::Completed, "{:?}", out.exited);
     assert_eq!(out.stdout.len(), 2_330_000);
     assert_eq!(out.stderr(), "stderr-end");
+
+    // A task that ends while its pipe is full and airlockd's chunk too:
+    // the rest of the pipe is still read, and goes when the driver reads.
+    let code = r#"
+import os, time
+os.set_blocking(1, False)
+n = 0
+last = time.monotonic()
+while time.monotonic() - last < 1:
+    try:
+        n += os.write(1, b'y' * 4096)
+        last = time.monotonic()
+    except BlockingIOError:
+        time.sleep(0.01)
+os.write(2, str(n).encode())
+"#;
+    let mut stream = d.start_unread(python("alice", code)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+    let mut out = Outcome::default();
+    read_events(&mut stream, &mut out).await;
+    assert_eq!(out.reason(), ExitReason::Completed, "{:?}", out.exited);
+    assert_eq!(out.stdout.len().to_string(), out.stderr());
+    assert!(!d.log().contains("task output still open"), "{}", d.log());
+}
+
+/// A task cancelled while its driver reads nothing ends at once: its
+/// pipes are read to EOF, not waited on (each used to take 5 s, holding
+/// the task's uid), and what it wrote still goes when the driver reads.
+#[tokio::test]
+async fn a_cancelled_task_of_a_paused_driver_ends_at_once() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts {
+        limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"16MiB\"\ntmp = \"16MiB\"\n",
+        ..Opts::default()
+    });
+    let code = "import os, sys\nos.write(2, b'e' * 2_000_000)\nsys.stdout.write('o' * 3_000_000)";
+    let mut req = python("alice", code);
+    req.task_id = "paused".into();
+    let mut stream = d.start_unread(req).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mut client = d.client().await;
+    client
+        .cancel_task(airlock_protocol::v1::CancelTaskRequest {
+            task_id: "paused".into(),
+        })
+        .await
+        .unwrap();
+    let ended = eventually(std::time::Duration::from_secs(3), || {
+        d.audit()
+            .iter()
+            .any(|r| r["event"] == "task_end" && r["task_id"] == "paused")
+    })
+    .await;
+    assert!(ended, "the task did not end");
+    let mut out = Outcome::default();
+    read_events(&mut stream, &mut out).await;
+    assert_eq!(out.reason(), ExitReason::Cancelled, "{:?}", out.exited);
     assert!(!d.log().contains("task output still open"), "{}", d.log());
 }
