@@ -291,10 +291,7 @@ async fn unread_output_holds_little_of_airlockds_memory() {
     if !privileged() {
         return;
     }
-    let d = Daemon::start(Opts {
-        limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"16MiB\"\ntmp = \"16MiB\"\n",
-        ..Opts::default()
-    });
+    let d = Daemon::start(large_output());
     let before = d.rss_kib();
     let code = "import os, time\nb = b'x' * 65536\nfor _ in range(200): os.write(1, b)\nprint('unreachable')";
     let mut streams = Vec::new();
@@ -318,10 +315,7 @@ async fn tiny_writes_do_not_cost_a_shared_connection() {
     if !privileged() {
         return;
     }
-    let d = Daemon::start(Opts {
-        limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"16MiB\"\ntmp = \"16MiB\"\n",
-        ..Opts::default()
-    });
+    let d = Daemon::start(large_output());
     // One connection, as a driver's channel is.
     let client = d.client().await;
     let collect = |mut client: airlock_protocol::v1::airlock_client::AirlockClient<
@@ -368,10 +362,7 @@ async fn a_driver_that_pauses_gets_all_the_output() {
     if !privileged() {
         return;
     }
-    let d = Daemon::start(Opts {
-        limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"16MiB\"\ntmp = \"16MiB\"\n",
-        ..Opts::default()
-    });
+    let d = Daemon::start(large_output());
     let code = "import os, sys\nsys.stdout.write('x' * 2_330_000)\nsys.stdout.flush()\nos.write(2, b'stderr-end')";
     // Started; then the task writes all, blocks, and ends while the
     // driver reads nothing for 7 s.
@@ -415,10 +406,7 @@ async fn a_cancelled_task_of_a_paused_driver_ends_at_once() {
     if !privileged() {
         return;
     }
-    let d = Daemon::start(Opts {
-        limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"16MiB\"\ntmp = \"16MiB\"\n",
-        ..Opts::default()
-    });
+    let d = Daemon::start(large_output());
     let code = "import os, sys\nos.write(2, b'e' * 2_000_000)\nsys.stdout.write('o' * 3_000_000)";
     let mut req = python("alice", code);
     req.task_id = "paused".into();
@@ -442,4 +430,12 @@ async fn a_cancelled_task_of_a_paused_driver_ends_at_once() {
     read_events(&mut stream, &mut out).await;
     assert_eq!(out.reason(), ExitReason::Cancelled, "{:?}", out.exited);
     assert!(!d.log().contains("task output still open"), "{}", d.log());
+}
+
+/// The default policy with 16 MiB of output a task.
+fn large_output() -> Opts {
+    Opts {
+        limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"16MiB\"\ntmp = \"16MiB\"\n",
+        ..Opts::default()
+    }
 }
