@@ -53,7 +53,7 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
     // process of the task (or none ever started).
     let outcome = match &creds {
         Ok(creds) => execute(&sup, &mut task, &events, creds.as_ref(), &mut timeline).await,
-        Err(err) => Ok((crate::credentials::spawn_failed(err), true, Vec::new())),
+        Err(err) => Ok((crate::credentials::spawn_failed(err), true, Output::none())),
     };
     let (exited, reaped, readers) = match outcome {
         Ok(outcome) => outcome,
@@ -65,7 +65,7 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
                 signal: None,
                 message: format!("could not start the sandbox launcher: {err}"),
             };
-            (exited, false, Vec::new())
+            (exited, false, Output::none())
         }
     };
     // The task's token stops working before anything else is purged.
@@ -133,15 +133,19 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
     // The task is gone and purged; its last output may still wait for a
     // driver that reads slowly (a user paging through it): it goes, then
     // `Exited`, as long as the driver takes an event at least every
-    // DELIVERY_IDLE. A driver that hangs up ends both at once.
-    for reader in readers {
-        let _ = reader.await;
+    // DELIVERY_IDLE. A driver that hangs up ends both at once. One that
+    // went silent with output left gets no `Exited`: its stream just ends.
+    let mut gave_up = false;
+    for reader in readers.readers {
+        gave_up |= reader.await.unwrap_or(true);
     }
-    let _ = tokio::time::timeout(
-        DELIVERY_IDLE,
-        events.send(Ok(event(task_event::Event::Exited(exited)))),
-    )
-    .await;
+    if !gave_up {
+        let _ = tokio::time::timeout_at(
+            readers.delivery.deadline(),
+            events.send(Ok(event(task_event::Event::Exited(exited)))),
+        )
+        .await;
+    }
     timeline.mark("reported to the client");
     tracing::debug!(stages_us = ?timeline.durations_us(), "task timeline");
     timeline
@@ -316,6 +320,14 @@ struct OutputBudget {
     full: Arc<Notify>,
 }
 
+/// A task's output readers, for `run_in_span` to wait on before `Exited`.
+struct Output {
+    /// Each returns whether it gave up on the driver with output left.
+    readers: Vec<tokio::task::JoinHandle<bool>>,
+    /// When the driver last took an event.
+    delivery: Delivery,
+}
+
 impl OutputBudget {
     /// How many of `n` bytes just read may be streamed; past the limit,
     /// notifies `full`.
@@ -326,6 +338,11 @@ impl OutputBudget {
             self.full.notify_one();
         }
         allowed
+    }
+
+    /// Whether the task wrote more than its limit.
+    fn over(&self) -> bool {
+        self.sent.load(Ordering::SeqCst) > self.limit
     }
 }
 
@@ -346,6 +363,9 @@ enum KillCause {
     Cancelled,
     ClientGone,
     Output,
+    /// Not a kill: the task had ended with more in its pipes than the
+    /// output limit left.
+    OutputAtEnd,
 }
 
 async fn execute(
@@ -354,7 +374,7 @@ async fn execute(
     events: &EventSender,
     creds: Option<&TaskCredentials>,
     timeline: &mut Timeline,
-) -> std::io::Result<(Exited, bool, Vec<tokio::task::JoinHandle<()>>)> {
+) -> std::io::Result<(Exited, bool, Output)> {
     let plan = plan_json(&plan_for(sup, task, creds))?;
     // The plan carries them now: a live task's request may hold 1 MiB of
     // arguments and environment, which airlockd need not keep.
@@ -391,6 +411,7 @@ async fn execute(
     let mut readers = Vec::new();
     // Cancelled once every process of the task is gone.
     let task_ended = tokio_util::sync::CancellationToken::new();
+    let delivery = Delivery::new();
     let mut lines = BufReader::new(launched.reports).lines();
     let mut killed: Option<KillCause> = None;
     let mut failure: Option<String> = None;
@@ -418,12 +439,12 @@ async fn execute(
                             let _ = events.send(Ok(event(task_event::Event::Started(started)))).await;
                             for (pipe, stream) in [(stdout.take(), Stream::Stdout), (stderr.take(), Stream::Stderr)] {
                                 if let Some(pipe) = pipe {
-                                    let (at_eof, eof) = tokio::sync::oneshot::channel();
+                                    let (accounted, charged) = tokio::sync::oneshot::channel();
                                     let reader = tokio::spawn(forward_output(
                                         pipe, stream, events.clone(), budget.clone(),
-                                        task_ended.clone(), at_eof,
+                                        task_ended.clone(), accounted, delivery.clone(),
                                     ));
-                                    readers.push((reader, eof));
+                                    readers.push((reader, charged));
                                 }
                             }
                         }
@@ -485,26 +506,22 @@ async fn execute(
         init.kill();
     }
     // Not reaped for sure: purge must look for processes of the uid.
-    let mut reaped = ended && reported_end;
+    let reaped = ended && reported_end;
     timeline.mark("namespace gone");
+    // No process of the task is left to write: what its pipes still hold
+    // is all it wrote. The readers charge it to the output budget (at
+    // once: no I/O), so that a limit it passes is this task's end; it
+    // goes to the driver after purge (`run_in_span`), which has
+    // DELIVERY_IDLE from now to take an event.
+    delivery.taken();
     task_ended.cancel();
-    // The task's processes are gone, so its pipes reach EOF, which the
-    // readers now read to whatever the driver has taken; the bound only
-    // guards against a process that outlived the task. What the readers
-    // still hold for the driver goes after purge (`run_in_span`).
-    let eof_by = tokio::time::Instant::now() + KILL_GRACE;
     let mut handles = Vec::new();
-    for (reader, eof) in readers {
-        if tokio::time::timeout_at(eof_by, eof).await.is_err() {
-            // Something still holds the task's pipe: stop reading, so the
-            // client's stream ends and purge goes on.
-            tracing::error!(task_id = %task.id, "task output still open after the task ended");
-            reader.abort();
-            // A process that holds the pipe outlived the task's init:
-            // purge must look for processes of the uid after all.
-            reaped = false;
-        }
+    for (reader, charged) in readers {
+        let _ = charged.await;
         handles.push(reader);
+    }
+    if budget.over() && killed.is_none() && failure.is_none() {
+        killed = Some(KillCause::OutputAtEnd);
     }
     if exit.is_none() && failure.is_none() && killed.is_none() {
         // Ready hands the output pipes to their readers.
@@ -524,7 +541,14 @@ async fn execute(
         failure,
         exit.unwrap_or((None, None, None)),
     );
-    Ok((exited, reaped, handles))
+    Ok((
+        exited,
+        reaped,
+        Output {
+            readers: handles,
+            delivery,
+        },
+    ))
 }
 
 fn outcome(
@@ -561,6 +585,13 @@ fn outcome(
                 ExitReason::Limit,
                 format!(
                     "output limit of {} bytes reached; the task was killed",
+                    task.limits.output_bytes
+                ),
+            ),
+            Some(KillCause::OutputAtEnd) => (
+                ExitReason::Limit,
+                format!(
+                    "output limit of {} bytes reached as the task ended; the rest was dropped",
                     task.limits.output_bytes
                 ),
             ),
@@ -627,33 +658,39 @@ pub fn wire_limits(l: &airlock_policy::Limits) -> WireLimits {
 
 /// Streams one pipe to the client until EOF, within the task's output
 /// `budget` (past it, it drops the rest), in chunks of at most
-/// [`OUTPUT_CHUNK`] bytes, and says when the pipe has reached EOF
-/// (`at_eof`). A chunk waits [`OUTPUT_LINGER`] after its first byte for
-/// more (not at EOF), and grows while the driver's stream has no room: a
-/// task that writes a byte at a time made an event each, half a million
-/// in 2 s, and a client's HTTP/2 layer answered that many small frames by
-/// closing its whole connection, other tasks' streams with it. With the
-/// chunk full, the task's writes wait on its pipe. Once the task has
-/// `ended`, the rest of the pipe is read at once (its EOF is what the task's
-/// end waits for) and goes as the driver takes it, as long as the driver
-/// takes an event every [`DELIVERY_IDLE`].
+/// [`OUTPUT_CHUNK`] bytes. A chunk waits [`OUTPUT_LINGER`] after its first
+/// byte for more (not at EOF), and grows while the driver's stream has no
+/// room: a task that writes a byte at a time made an event each, half a
+/// million in 2 s, and a client's HTTP/2 layer answered that many small
+/// frames by closing its whole connection, other tasks' streams with it.
+/// With the chunk full, the task's writes wait on its pipe.
+///
+/// Once the task has `ended` (no process of it is left to write), the
+/// bytes still in the pipe are charged to the budget at once and the
+/// reader says so (`accounted`), so that the task's end can report an
+/// output limit they pass; they go as the driver takes them, as long as
+/// the driver (through either reader: `delivery`) takes an event every
+/// [`DELIVERY_IDLE`]. Returns whether it gave up on such a driver with
+/// output left.
 async fn forward_output(
     pipe: tokio::net::unix::pipe::Receiver,
     stream: Stream,
     events: EventSender,
     budget: OutputBudget,
     ended: tokio_util::sync::CancellationToken,
-    at_eof: tokio::sync::oneshot::Sender<()>,
-) {
-    let mut at_eof = Some(at_eof);
+    accounted: tokio::sync::oneshot::Sender<()>,
+    delivery: Delivery,
+) -> bool {
+    let mut accounted = Some(accounted);
     // Allocated at the first output: a task that prints nothing (a sleeping
     // one) costs the supervisor no buffer.
     let mut buf = Vec::new();
-    // Read, not yet sent: at most OUTPUT_CHUNK while the task runs (its
-    // writes then wait); once it has ended, the rest of the pipe too, so
-    // that EOF comes however slowly the driver reads.
+    // Read, not yet sent: at most OUTPUT_CHUNK (the task's writes, or the
+    // rest in its pipe, wait meanwhile).
     let mut pending = Vec::new();
-    let mut task_ended = false;
+    // Once the task has ended: how much more of the pipe may still stream
+    // (charged to the budget at its end).
+    let mut left: Option<usize> = None;
     // Past the output limit, or with the driver gone: read and drop, so
     // that the task never blocks on a full pipe.
     let mut drain = false;
@@ -662,25 +699,21 @@ async fn forward_output(
     let mut lingering = false;
     let linger = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(linger);
-    // Once the task has ended: how long the driver may take an event.
     let idle = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(idle);
     while open || !pending.is_empty() {
-        if !open {
-            if let Some(at_eof) = at_eof.take() {
-                let _ = at_eof.send(());
-            }
-        }
         tokio::select! {
             permit = events.reserve(), if !pending.is_empty() && !lingering => match permit {
                 Ok(permit) => {
-                    let rest = pending.split_off(pending.len().min(OUTPUT_CHUNK));
-                    let data = std::mem::replace(&mut pending, rest);
+                    let data = match pending.len() > OUTPUT_CHUNK {
+                        true => pending.drain(..OUTPUT_CHUNK).collect(),
+                        false => std::mem::take(&mut pending),
+                    };
                     permit.send(Ok(event(task_event::Event::Output(OutputChunk {
                         stream: stream as i32,
                         data,
                     }))));
-                    idle.as_mut().reset(tokio::time::Instant::now() + DELIVERY_IDLE);
+                    delivery.taken();
                 }
                 // The driver is gone; the task is being ended
                 // (`events.closed()` in `execute`).
@@ -690,15 +723,27 @@ async fn forward_output(
                 }
             },
             () = &mut linger, if lingering => lingering = false,
-            () = ended.cancelled(), if !task_ended => {
-                task_ended = true;
-                idle.as_mut().reset(tokio::time::Instant::now() + DELIVERY_IDLE);
+            () = ended.cancelled(), if left.is_none() => {
+                let unread = crate::sys::unread_bytes(std::os::fd::AsFd::as_fd(&pipe)).unwrap_or(0);
+                left = Some(match drain {
+                    true => 0,
+                    false => budget.take(unread),
+                });
+                if let Some(accounted) = accounted.take() {
+                    let _ = accounted.send(());
+                }
+                lingering = false;
+                idle.as_mut().reset(delivery.deadline());
             }
-            () = &mut idle, if task_ended && !pending.is_empty() => {
-                tracing::warn!("the driver took none of an ended task's output for {} s; its stream ends without it", DELIVERY_IDLE.as_secs());
-                return;
+            () = &mut idle, if left.is_some() && !pending.is_empty() => {
+                if tokio::time::Instant::now() < delivery.deadline() {
+                    idle.as_mut().reset(delivery.deadline());
+                    continue;
+                }
+                tracing::warn!("the driver took none of an ended task's output for {} s; its stream ends without the rest", DELIVERY_IDLE.as_secs());
+                return true;
             }
-            ready = pipe.readable(), if open && (pending.len() < OUTPUT_CHUNK || task_ended) => {
+            ready = pipe.readable(), if open && pending.len() < OUTPUT_CHUNK => {
                 if ready.is_err() {
                     (open, lingering) = (false, false);
                     continue;
@@ -706,7 +751,7 @@ async fn forward_output(
                 if buf.is_empty() {
                     buf = vec![0u8; OUTPUT_CHUNK];
                 }
-                let room = match drain || task_ended {
+                let room = match drain {
                     true => OUTPUT_CHUNK,
                     false => OUTPUT_CHUNK - pending.len(),
                 };
@@ -722,20 +767,69 @@ async fn forward_output(
                 if drain {
                     continue;
                 }
-                let allowed = budget.take(n);
+                let allowed = match left.as_mut() {
+                    // Charged at the task's end.
+                    Some(left) => {
+                        let allowed = n.min(*left);
+                        *left -= allowed;
+                        allowed
+                    }
+                    None => budget.take(n),
+                };
                 if allowed < n {
                     (drain, lingering) = (true, false);
                 }
-                if pending.is_empty() && allowed > 0 && !drain && !task_ended {
+                if pending.is_empty() && allowed > 0 && !drain && left.is_none() {
                     lingering = true;
                     linger.as_mut().reset(tokio::time::Instant::now() + OUTPUT_LINGER);
                 }
                 pending.extend_from_slice(&buf[..allowed]);
-                if pending.len() >= OUTPUT_CHUNK || task_ended {
+                if pending.len() >= OUTPUT_CHUNK {
                     lingering = false;
                 }
             }
         }
+    }
+    if let Some(accounted) = accounted.take() {
+        let _ = accounted.send(());
+    }
+    false
+}
+
+impl Output {
+    /// No readers: the task never started.
+    fn none() -> Self {
+        Self {
+            readers: Vec::new(),
+            delivery: Delivery::new(),
+        }
+    }
+}
+
+/// When a task's driver last took an event, shared by the task's readers:
+/// once the task has ended, the driver must take one every
+/// [`DELIVERY_IDLE`].
+#[derive(Clone)]
+struct Delivery(Arc<std::sync::Mutex<tokio::time::Instant>>);
+
+impl Delivery {
+    fn new() -> Self {
+        Self(Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())))
+    }
+
+    fn taken(&self) {
+        if let Ok(mut at) = self.0.lock() {
+            *at = tokio::time::Instant::now();
+        }
+    }
+
+    /// When the driver's time runs out.
+    fn deadline(&self) -> tokio::time::Instant {
+        let at = self
+            .0
+            .lock()
+            .map_or_else(|_| tokio::time::Instant::now(), |at| *at);
+        at + DELIVERY_IDLE
     }
 }
 

@@ -439,3 +439,102 @@ fn large_output() -> Opts {
         ..Opts::default()
     }
 }
+
+/// Fills the pipe of each file descriptor of FDS in turn (raised to
+/// 1 MiB) without blocking until it has taken nothing for a second, and
+/// exits: a driver that is not reading then leaves output in airlockd and
+/// in the pipes when the task ends (its HTTP/2 window takes about 2 MiB a
+/// stream), the first stream's events ahead of the next's.
+fn fill_and_exit(fds: &str) -> String {
+    format!(
+        r#"
+import fcntl, os, time
+for fd in {fds}:
+    fcntl.fcntl(fd, 1031, 1 << 20)
+    os.set_blocking(fd, False)
+    last = time.monotonic()
+    while time.monotonic() - last < 1:
+        try:
+            os.write(fd, b'x' * 4096)
+            last = time.monotonic()
+        except BlockingIOError:
+            time.sleep(0.005)
+"#
+    )
+}
+
+/// What a task left in its pipes when it ended counts against its output
+/// limit, and passing it is reported as the limit (it was reported
+/// Completed, the rest dropped silently).
+#[tokio::test]
+async fn output_left_in_the_pipes_at_the_end_counts_against_the_limit() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(Opts {
+        limits: "memory = \"512MiB\"\nprocesses = 32\nwall_time = \"60s\"\noutput = \"3MiB\"\ntmp = \"16MiB\"\n",
+        ..Opts::default()
+    });
+    let mut stream = d
+        .start_unread(python("alice", &fill_and_exit("(1,)")))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let mut out = Outcome::default();
+    read_events(&mut stream, &mut out).await;
+    assert_eq!(out.reason(), ExitReason::Limit, "{:?}", out.exited);
+    assert!(
+        out.exited().message.contains("as the task ended"),
+        "{:?}",
+        out.exited
+    );
+    assert!(out.stdout.len() <= 3 << 20);
+}
+
+/// Once a task has ended, a driver that takes an event at least once a
+/// minute, on either stream, gets everything, then `Exited`, and no
+/// reader gives up on it (a review saw the stderr reader, whose events
+/// waited behind stdout's, give up when only stdout's were taken; this
+/// test does not force that order).
+#[tokio::test]
+async fn an_ended_tasks_output_waits_for_a_driver_that_takes_an_event_a_minute() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(large_output());
+    let mut stream = d
+        .start_unread(python("alice", &fill_and_exit("(1, 2)")))
+        .await;
+    let mut out = Outcome::default();
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_secs(40)).await;
+        stream.message().await.unwrap().unwrap();
+    }
+    read_events(&mut stream, &mut out).await;
+    assert_eq!(out.reason(), ExitReason::Completed, "{:?}", out.exited);
+    assert!(
+        !d.log().contains("its stream ends without the rest"),
+        "{}",
+        d.log()
+    );
+}
+
+/// A driver silent for a minute after its task ended, with output left,
+/// gets a stream that ends without `Exited`, not a `Completed` that hides
+/// what was dropped.
+#[tokio::test]
+async fn a_driver_silent_for_a_minute_gets_no_exited() {
+    if !privileged() {
+        return;
+    }
+    let d = Daemon::start(large_output());
+    let mut stream = d.start_unread(python("bob", &fill_and_exit("(1,)"))).await;
+    tokio::time::sleep(std::time::Duration::from_secs(65)).await;
+    let mut out = Outcome::default();
+    read_events(&mut stream, &mut out).await;
+    assert!(out.exited.is_none(), "{:?}", out.exited);
+    assert!(
+        d.log().contains("its stream ends without the rest"),
+        "{}",
+        d.log()
+    );
+}

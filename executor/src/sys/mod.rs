@@ -88,6 +88,15 @@ pub fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// How many bytes wait unread in a pipe (`FIONREAD`).
+pub fn unread_bytes(pipe: BorrowedFd<'_>) -> Result<usize, Errno> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which points at
+    // `n`; the fd is borrowed and valid.
+    check(unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut n) }.into())?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// Sends `sig` through a pidfd (pidfd_send_signal(2)): race-free, the pid
 /// cannot have been reused.
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
