@@ -55,7 +55,7 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
         Ok(creds) => execute(&sup, &mut task, &events, creds.as_ref(), &mut timeline).await,
         Err(err) => Ok((crate::credentials::spawn_failed(err), true, Output::none())),
     };
-    let (exited, reaped, readers) = match outcome {
+    let (exited, reaped, output) = match outcome {
         Ok(outcome) => outcome,
         Err(err) => {
             tracing::error!(task_id = %task.id, ?err, "failed to start the launcher");
@@ -136,12 +136,12 @@ async fn run_in_span(sup: Arc<Supervisor>, mut task: Admitted, events: EventSend
     // DELIVERY_IDLE. A driver that hangs up ends both at once. One that
     // went silent with output left gets no `Exited`: its stream just ends.
     let mut gave_up = false;
-    for reader in readers.readers {
+    for reader in output.readers {
         gave_up |= reader.await.unwrap_or(true);
     }
     if !gave_up {
         let _ = tokio::time::timeout_at(
-            readers.delivery.deadline(),
+            output.delivery.deadline(),
             events.send(Ok(event(task_event::Event::Exited(exited)))),
         )
         .await;
@@ -318,14 +318,6 @@ struct OutputBudget {
     limit: u64,
     /// Notified when the task wrote past the limit.
     full: Arc<Notify>,
-}
-
-/// A task's output readers, for `run_in_span` to wait on before `Exited`.
-struct Output {
-    /// Each returns whether it gave up on the driver with output left.
-    readers: Vec<tokio::task::JoinHandle<bool>>,
-    /// When the driver last took an event.
-    delivery: Delivery,
 }
 
 impl OutputBudget {
@@ -705,13 +697,9 @@ async fn forward_output(
         tokio::select! {
             permit = events.reserve(), if !pending.is_empty() && !lingering => match permit {
                 Ok(permit) => {
-                    let data = match pending.len() > OUTPUT_CHUNK {
-                        true => pending.drain(..OUTPUT_CHUNK).collect(),
-                        false => std::mem::take(&mut pending),
-                    };
                     permit.send(Ok(event(task_event::Event::Output(OutputChunk {
                         stream: stream as i32,
-                        data,
+                        data: std::mem::take(&mut pending),
                     }))));
                     delivery.taken();
                 }
@@ -794,6 +782,14 @@ async fn forward_output(
         let _ = accounted.send(());
     }
     false
+}
+
+/// A task's output readers, for `run_in_span` to wait on before `Exited`.
+struct Output {
+    /// Each returns whether it gave up on the driver with output left.
+    readers: Vec<tokio::task::JoinHandle<bool>>,
+    /// When the driver last took an event.
+    delivery: Delivery,
 }
 
 impl Output {

@@ -375,7 +375,7 @@ async fn a_driver_that_pauses_gets_all_the_output() {
     assert_eq!(out.stderr(), "stderr-end");
 
     // A task that ends while its pipe is full and airlockd's chunk too:
-    // the rest of the pipe is still read, and goes when the driver reads.
+    // what is left in the pipe still goes when the driver reads.
     let code = r#"
 import os, time
 os.set_blocking(1, False)
@@ -398,8 +398,8 @@ os.write(2, str(n).encode())
     assert!(!d.log().contains("task output still open"), "{}", d.log());
 }
 
-/// A task cancelled while its driver reads nothing ends at once: its
-/// pipes are read to EOF, not waited on (each used to take 5 s, holding
+/// A task cancelled while its driver reads nothing ends at once: its end
+/// does not wait on its pipes (each used to take 5 s, holding
 /// the task's uid), and what it wrote still goes when the driver reads.
 #[tokio::test]
 async fn a_cancelled_task_of_a_paused_driver_ends_at_once() {
