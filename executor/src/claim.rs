@@ -59,10 +59,9 @@ pub fn lock_uid_pool(pool: UidPool) -> anyhow::Result<std::fs::File> {
 /// such as LDAP where they enumerate): start-up would kill that account's
 /// processes, and tasks would run as it.
 pub fn check_no_account_in(pool: UidPool) -> anyhow::Result<()> {
-    let in_pool = |uid: u32| uid >= pool.first && uid - pool.first < pool.count;
     let found: Vec<String> = accounts()
         .into_iter()
-        .filter(|(_, uid)| in_pool(*uid))
+        .filter(|(_, uid)| pool.contains(*uid))
         .map(|(name, uid)| format!("{name} ({uid})"))
         .collect();
     if found.is_empty() {
@@ -155,13 +154,15 @@ pub fn check_scratch_root(root: &Path, pool: UidPool) -> anyhow::Result<()> {
             return Err(err).with_context(|| format!("read scratch root {}", root.display()))
         }
     };
-    let in_pool = |uid: u32| uid >= pool.first && uid - pool.first < pool.count;
     let foreign: Vec<String> = entries
         .flatten()
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         // A file system of its own has one; start-up leaves it alone.
         .filter(|e| !(e.file_name() == "lost+found" && e.metadata().is_ok_and(|m| m.uid() == 0)))
-        .filter(|e| !e.metadata().is_ok_and(|m| m.is_dir() && in_pool(m.uid())))
+        .filter(|e| {
+            !e.metadata()
+                .is_ok_and(|m| m.is_dir() && pool.contains(m.uid()))
+        })
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     if foreign.is_empty() {

@@ -138,11 +138,7 @@ pub async fn prepare(config: &Path, launcher: Option<&Path>) -> anyhow::Result<P
     prepare_scratch_root(&policy.scratch_root)?;
     let lock = lock_scratch_root(&policy.scratch_root)?;
     let audit = AuditLog::open(&policy.audit_log)?;
-    let leftovers = crate::purge::startup_cleanup(
-        policy.uid_pool.first,
-        policy.uid_pool.count,
-        &policy.scratch_root,
-    );
+    let leftovers = crate::purge::startup_cleanup(policy.uid_pool, &policy.scratch_root);
     audit.record(&AuditEvent::Start {
         cluster: &policy.cluster,
         killed_processes: leftovers.killed,

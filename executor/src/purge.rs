@@ -193,9 +193,9 @@ pub struct Leftovers {
 
 /// Start-up: kill every process of a pool uid and remove every scratch dir
 /// a previous run left.
-pub fn startup_cleanup(first_uid: u32, count: u32, scratch_root: &Path) -> Leftovers {
+pub fn startup_cleanup(pool: airlock_policy::UidPool, scratch_root: &Path) -> Leftovers {
     use std::os::unix::fs::MetadataExt;
-    let in_pool = |u: u32| u >= first_uid && u - first_uid < count;
+    let in_pool = |u: u32| pool.contains(u);
     let mut found = Leftovers::default();
     for _ in 0..100 {
         let pids = processes_of(in_pool);

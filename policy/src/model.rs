@@ -101,6 +101,13 @@ pub struct UidPool {
     pub count: u32,
 }
 
+impl UidPool {
+    /// Whether `uid` is one of the pool's.
+    pub fn contains(&self, uid: u32) -> bool {
+        uid >= self.first && uid - self.first < self.count
+    }
+}
+
 /// A sandbox layer that a host may lack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Layer {
