@@ -237,10 +237,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             return explain_file(file, &args.run);
         }
     }
-    if let Command::Run(args) = &cli.command {
+    let request = match &cli.command {
         // A malformed request says so without a daemon to ask (exit 2).
-        build_request(args, Vec::new())?;
-    }
+        Command::Run(args) => build_request(args, Vec::new())?,
+        _ => RunTaskRequest::default(),
+    };
     let endpoint = client::resolve_endpoint(cli.endpoint.as_deref())?;
     let tls = match (cli.tls_ca, cli.tls_cert, cli.tls_key) {
         (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
@@ -249,7 +250,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let channel = client::connect(&endpoint, tls.as_ref()).await?;
     let mut airlock = AirlockClient::new(channel);
     match cli.command {
-        Command::Run(args) => run(airlock, *args, cli.verbose).await,
+        Command::Run(args) => run(airlock, *args, request, cli.verbose).await,
         Command::Cancel { task_id } => {
             airlock
                 .cancel_task(CancelTaskRequest {
@@ -490,19 +491,19 @@ fn host_facts(policy: &airlock_policy::Policy) -> airlock_policy::HostFacts {
 
 // ------------------------------------------------------------------------ run
 
+/// `airlock run`: `request` is `args` as `build_request` made it, without
+/// stdin, which is read here.
 async fn run(
     mut airlock: AirlockClient<Channel>,
     args: RunArgs,
+    mut request: RunTaskRequest,
     verbose: bool,
 ) -> anyhow::Result<ExitCode> {
-    let stdin = if args.no_stdin || io::stdin().is_terminal() {
-        Vec::new()
-    } else {
-        tokio::task::spawn_blocking(|| read_bounded(io::stdin().lock(), MAX_STDIN))
+    if !args.no_stdin && !io::stdin().is_terminal() {
+        request.stdin = tokio::task::spawn_blocking(|| read_bounded(io::stdin().lock(), MAX_STDIN))
             .await
-            .context("reading stdin")??
-    };
-    let request = build_request(&args, stdin)?;
+            .context("reading stdin")??;
+    }
 
     let mut task = RunState {
         id: args.id.clone(),
